@@ -1,0 +1,311 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/awesome-pizza/pizza/pkg/events"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+)
+
+// Store appends to and reads from the event stream of one bounded context.
+// It is safe for concurrent use.
+type Store struct {
+	js  jetstream.JetStream
+	nc  *nats.Conn
+	reg *events.Registry
+	bc  events.Context
+}
+
+// New returns the store of bounded context bc. The stream must have been
+// provisioned (see Provision).
+func New(js jetstream.JetStream, reg *events.Registry, bc events.Context) *Store {
+	return &Store{js: js, nc: js.Conn(), reg: reg, bc: bc}
+}
+
+// Context returns the bounded context of the store.
+func (s *Store) Context() events.Context { return s.bc }
+
+// Record is one stored event with its position in the log.
+type Record struct {
+	Envelope  events.Envelope
+	Event     events.Event
+	Stream    string
+	Subject   string
+	Seq       uint64
+	CommandID string
+	Stored    time.Time
+}
+
+// ErrConflict reports that the aggregate changed since the caller loaded it:
+// the server rejected the append because the subject's last sequence was not
+// the expected one. Callers reload and decide again, or report 409.
+var ErrConflict = errors.New("concurrent modification of aggregate")
+
+// ErrUnavailable wraps failures to reach the log (timeouts, no responders).
+// The outcome of the append is unknown; retrying with the same command id
+// is safe.
+var ErrUnavailable = errors.New("event log unavailable")
+
+// Append is one command's outcome: the events it produced for one aggregate.
+type Append struct {
+	AggregateID string
+	// ExpectedSeq is the stream sequence of the last event of the aggregate
+	// the decision was based on; 0 means the aggregate must not exist yet.
+	ExpectedSeq uint64
+	// CommandID identifies the command; it derives the Nats-Msg-Id of each
+	// event, so a retried command is stored once. Required.
+	CommandID string
+	Events    []events.Envelope
+}
+
+// AppendResult tells where the events landed.
+type AppendResult struct {
+	FirstSeq uint64
+	LastSeq  uint64
+	// Duplicate is true when the log already held this command's events (a
+	// retry after a lost acknowledgement); nothing new was stored.
+	Duplicate bool
+}
+
+// MaxEventsPerAppend bounds a command's events; the server's atomic batch
+// limit is larger, this keeps commands small.
+const MaxEventsPerAppend = 100
+
+// Append stores the events atomically: either all of them, contiguous on
+// the aggregate's subject, or none. The server enforces ExpectedSeq. A
+// retry of a command that was already stored (its PubAck lost) succeeds
+// with Duplicate set, whether the server reports it as a duplicate Msg-Id
+// (clustered streams check dedupe first) or as a wrong last sequence
+// (single servers check the sequence first).
+func (s *Store) Append(ctx context.Context, a Append) (AppendResult, error) {
+	if err := events.ValidateID(a.AggregateID); err != nil {
+		return AppendResult{}, fmt.Errorf("append: aggregate id: %w", err)
+	}
+	if a.CommandID == "" {
+		return AppendResult{}, errors.New("append: command id is required")
+	}
+	n := len(a.Events)
+	if n == 0 || n > MaxEventsPerAppend {
+		return AppendResult{}, fmt.Errorf("append: %d events (allowed 1..%d)", n, MaxEventsPerAppend)
+	}
+	subject := s.bc.Subject(a.AggregateID)
+	msgs := make([]*nats.Msg, n)
+	for i, env := range a.Events {
+		if env.AggregateID != a.AggregateID {
+			return AppendResult{}, fmt.Errorf("append: event %d belongs to %q, not %q", i, env.AggregateID, a.AggregateID)
+		}
+		body, err := env.Marshal()
+		if err != nil {
+			return AppendResult{}, fmt.Errorf("append: %w", err)
+		}
+		m := nats.NewMsg(subject)
+		m.Data = body
+		m.Header.Set(events.HeaderType, env.Type)
+		m.Header.Set(events.HeaderVersion, strconv.Itoa(env.Version))
+		m.Header.Set(events.HeaderCommandID, a.CommandID)
+		if env.CorrelationID != "" {
+			m.Header.Set(events.HeaderCorrelation, env.CorrelationID)
+		}
+		m.Header.Set(jetstream.MsgIDHeader, msgID(a.CommandID, i, n))
+		msgs[i] = m
+	}
+
+	var (
+		ack *jetstream.PubAck
+		err error
+	)
+	if n == 1 {
+		ack, err = s.js.PublishMsg(ctx, msgs[0], jetstream.WithExpectLastSequencePerSubject(a.ExpectedSeq))
+	} else {
+		ack, err = s.publishAtomic(ctx, msgs, a.ExpectedSeq)
+	}
+	if err == nil {
+		return AppendResult{FirstSeq: ack.Sequence - uint64(n) + 1, LastSeq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+	}
+	if isConflict(err) {
+		// A lost PubAck followed by a retry looks like a conflict on a
+		// single server. It is ours if the subject's last message carries
+		// our command id.
+		if last, lerr := s.lastOnSubject(ctx, subject); lerr == nil && last.Header.Get(events.HeaderCommandID) == a.CommandID {
+			return AppendResult{FirstSeq: last.Sequence - uint64(n) + 1, LastSeq: last.Sequence, Duplicate: true}, nil
+		}
+		return AppendResult{}, fmt.Errorf("append to %s at %d: %w", subject, a.ExpectedSeq, ErrConflict)
+	}
+	if isUnavailable(err) {
+		return AppendResult{}, fmt.Errorf("append to %s: %w: %v", subject, ErrUnavailable, err)
+	}
+	return AppendResult{}, fmt.Errorf("append to %s: %w", subject, err)
+}
+
+func msgID(commandID string, i, n int) string {
+	if n == 1 {
+		return commandID
+	}
+	return commandID + "#" + strconv.Itoa(i+1)
+}
+
+// Error codes of the JetStream API that mean "someone else wrote first".
+const (
+	errCodeWrongLastSeq         = 10071
+	errCodeWrongLastSeqConstant = 10164
+	errCodeAtomicDuplicateMsgID = 10201
+)
+
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case errCodeWrongLastSeq, errCodeWrongLastSeqConstant, errCodeAtomicDuplicateMsgID:
+		return true
+	}
+	return false
+}
+
+func isUnavailable(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrDisconnected)
+}
+
+// batchAck is the server's reply to the commit of an atomic batch.
+type batchAck struct {
+	jetstream.PubAck
+	Error *jetstream.APIError `json:"error,omitempty"`
+}
+
+// publishAtomic sends msgs as one JetStream atomic batch: the server stores
+// all of them or none. Only the first carries the expected subject
+// sequence; each later one follows the previous on the same subject.
+func (s *Store) publishAtomic(ctx context.Context, msgs []*nats.Msg, expected uint64) (*jetstream.PubAck, error) {
+	batchID := nuid.Next()
+	last := len(msgs) - 1
+	for i, m := range msgs {
+		m.Header.Set("Nats-Batch-Id", batchID)
+		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+		if i == 0 {
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
+		}
+		if i < last {
+			if err := s.nc.PublishMsg(m); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		m.Header.Set("Nats-Batch-Commit", "1")
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+		}
+		resp, err := s.nc.RequestMsgWithContext(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		var ack batchAck
+		if err := json.Unmarshal(resp.Data, &ack); err != nil {
+			return nil, fmt.Errorf("atomic batch: bad reply %q: %w", resp.Data, err)
+		}
+		if ack.Error != nil {
+			return nil, ack.Error
+		}
+		return &ack.PubAck, nil
+	}
+	panic("unreachable")
+}
+
+func (s *Store) lastOnSubject(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error) {
+	st, err := s.js.Stream(ctx, s.bc.Stream)
+	if err != nil {
+		return nil, err
+	}
+	return st.GetLastMsgForSubject(ctx, subject)
+}
+
+// LastSeq returns the stream sequence of the aggregate's last event, 0 if
+// it has none.
+func (s *Store) LastSeq(ctx context.Context, aggregateID string) (uint64, error) {
+	m, err := s.lastOnSubject(ctx, s.bc.Subject(aggregateID))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("last event of %s: %w", aggregateID, err)
+	}
+	return m.Sequence, nil
+}
+
+// Load reads every event of one aggregate in order. It returns no records
+// and sequence 0 for an aggregate that does not exist.
+func (s *Store) Load(ctx context.Context, aggregateID string) ([]Record, uint64, error) {
+	if err := events.ValidateID(aggregateID); err != nil {
+		return nil, 0, fmt.Errorf("load: %w", err)
+	}
+	last, err := s.LastSeq(ctx, aggregateID)
+	if err != nil || last == 0 {
+		return nil, 0, err
+	}
+	subject := s.bc.Subject(aggregateID)
+	cons, err := s.js.OrderedConsumer(ctx, s.bc.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subject},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("load %s: %w", aggregateID, err)
+	}
+	var recs []Record
+	for {
+		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, 0, fmt.Errorf("load %s: %w", aggregateID, err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			rec, err := s.Decode(m)
+			if err != nil {
+				return nil, 0, fmt.Errorf("load %s: %w", aggregateID, err)
+			}
+			recs = append(recs, rec)
+			if rec.Seq >= last {
+				return recs, rec.Seq, nil
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return nil, 0, fmt.Errorf("load %s: %w", aggregateID, err)
+		}
+		if got == 0 {
+			return nil, 0, fmt.Errorf("load %s: %w: stream ended before sequence %d", aggregateID, ErrUnavailable, last)
+		}
+	}
+}
+
+// Decode turns a consumed message into a Record.
+func (s *Store) Decode(m jetstream.Msg) (Record, error) {
+	md, err := m.Metadata()
+	if err != nil {
+		return Record{}, err
+	}
+	return DecodeMessage(s.reg, m.Subject(), m.Headers(), m.Data(), md.Stream, md.Sequence.Stream, md.Timestamp)
+}
+
+// DecodeMessage decodes the parts of a stored message.
+func DecodeMessage(reg *events.Registry, subject string, hdr nats.Header, data []byte, stream string, seq uint64, stored time.Time) (Record, error) {
+	env, err := events.UnmarshalEnvelope(data)
+	if err != nil {
+		return Record{}, fmt.Errorf("%s seq %d: %w", stream, seq, err)
+	}
+	ev, err := reg.Decode(env)
+	if err != nil {
+		return Record{}, fmt.Errorf("%s seq %d: %w", stream, seq, err)
+	}
+	return Record{Envelope: env, Event: ev, Stream: stream, Subject: subject, Seq: seq, CommandID: hdr.Get(events.HeaderCommandID), Stored: stored}, nil
+}
