@@ -226,9 +226,26 @@ func (c *Consumer) safeHandle(ctx context.Context, rec Record) (err error) {
 	return c.h(ctx, rec)
 }
 
-// park stores a copy of the message in the dead-letter stream, idempotent
-// per (stream, consumer, sequence), and raises the alert.
+// park stores the message in the dead-letter stream and raises the alert.
 func (c *Consumer) park(ctx context.Context, dl DeadLetter, hdr nats.Header, data []byte) error {
+	stored, err := Park(ctx, c.js, dl, hdr, data)
+	if err != nil {
+		return err
+	}
+	if stored {
+		c.log.Error("ALERT: message dead-lettered", "alert", "dead_letter", "subject", dl.Subject, "seq", dl.Seq, "deliveries", dl.Deliveries, "err", dl.Error)
+		if c.opts.OnDeadLetter != nil {
+			c.opts.OnDeadLetter(dl)
+		}
+	}
+	return nil
+}
+
+// Park stores a copy of a message in the dead-letter stream with headers
+// that say where it came from and why it was parked. It is idempotent per
+// (stream, consumer, sequence): stored is false when the copy was already
+// there.
+func Park(ctx context.Context, js jetstream.JetStream, dl DeadLetter, hdr nats.Header, data []byte) (stored bool, err error) {
 	m := nats.NewMsg(DeadLetterSubject(dl.Stream, dl.Consumer))
 	for k, v := range hdr {
 		if k == jetstream.MsgIDHeader {
@@ -246,17 +263,11 @@ func (c *Consumer) park(ctx context.Context, dl DeadLetter, hdr nats.Header, dat
 	m.Data = data
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	ack, err := c.js.PublishMsg(pctx, m)
+	ack, err := js.PublishMsg(pctx, m)
 	if err != nil {
-		return err
+		return false, fmt.Errorf("dead-letter %s seq %d: %w", dl.Stream, dl.Seq, err)
 	}
-	if !ack.Duplicate {
-		c.log.Error("ALERT: message dead-lettered", "alert", "dead_letter", "subject", dl.Subject, "seq", dl.Seq, "deliveries", dl.Deliveries, "err", dl.Error)
-		if c.opts.OnDeadLetter != nil {
-			c.opts.OnDeadLetter(dl)
-		}
-	}
-	return nil
+	return !ack.Duplicate, nil
 }
 
 func (c *Consumer) onMaxDeliveries(msg *nats.Msg) {
