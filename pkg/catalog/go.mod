@@ -17,3 +17,7 @@ replace github.com/awesome-pizza/pizza/pkg/testkit => ../../pkg/testkit
 replace github.com/awesome-pizza/pizza/services/gateway => ../../services/gateway
 
 replace github.com/awesome-pizza/pizza/services/orders => ../../services/orders
+
+require github.com/awesome-pizza/pizza/pkg/events v0.0.0-00010101000000-000000000000
+
+require github.com/google/uuid v1.6.0 // indirect

@@ -1,0 +1,165 @@
+// Package ordersapi is the public contract of the orders service: the
+// command subjects it serves over NATS request/reply, the request and reply
+// bodies, the problem type of its typed error replies, and the order read
+// model that the gateway serves from Redis. Field names follow the original
+// specification of the platform so existing clients keep working.
+package ordersapi
+
+import (
+	"time"
+
+	"github.com/awesome-pizza/pizza/pkg/projection"
+)
+
+// Service identity and command subjects (nats.go/micro endpoints). They sit
+// outside the event subjects ("orders.>") so no stream ever captures a command.
+const (
+	ServiceName       = "orders"
+	ServiceVersion    = "1.0.0"
+	QueueGroup        = "orders"
+	SubjectPlace      = "svc.orders.place"
+	SubjectCancel     = "svc.orders.cancel"
+	SubjectTransition = "svc.orders.transition"
+)
+
+// ReadModel is the name of the order read model in Redis.
+const ReadModel = "orders"
+
+// OrderKey is the Redis key of one order's view.
+func OrderKey(keyspace, orderID string) string {
+	return projection.KeyBase(keyspace, ReadModel) + "order:" + orderID
+}
+
+// RestaurantIndexKey is a sorted set of a restaurant's order ids by creation time.
+func RestaurantIndexKey(keyspace, restaurantID string) string {
+	return projection.KeyBase(keyspace, ReadModel) + "restaurant:" + restaurantID
+}
+
+// Channel is where the order projector announces every change.
+func Channel(keyspace string) string { return projection.Channel(keyspace, ReadModel) }
+
+// PlaceOrderRequest is the body of POST /api/orders.
+type PlaceOrderRequest struct {
+	CustomerID    string        `json:"customerId"`
+	RestaurantID  string        `json:"restaurantId"`
+	Items         []ItemRequest `json:"items"`
+	Address       *Address      `json:"address"`
+	PaymentMethod string        `json:"paymentMethod"`
+}
+
+// ItemRequest is one line of an order request. Clients never send prices.
+type ItemRequest struct {
+	PizzaType string   `json:"pizzaType"`
+	Size      string   `json:"size"`
+	Toppings  []string `json:"toppings"`
+	Quantity  int      `json:"quantity"`
+}
+
+// Address is where the order goes. The street address is personal data:
+// it is kept in the orders service's vault, never in events.
+type Address struct {
+	Street      string       `json:"street"`
+	City        string       `json:"city"`
+	State       string       `json:"state"`
+	ZipCode     string       `json:"zipCode"`
+	Coordinates *Coordinates `json:"coordinates"`
+}
+
+// Coordinates are WGS84 degrees; pointers tell a missing value from zero.
+type Coordinates struct {
+	Latitude  *float64 `json:"latitude"`
+	Longitude *float64 `json:"longitude"`
+}
+
+// PlaceCommand is what the gateway sends to SubjectPlace.
+type PlaceCommand struct {
+	Request        PlaceOrderRequest `json:"request"`
+	IdempotencyKey string            `json:"idempotencyKey,omitempty"`
+	CorrelationID  string            `json:"correlationId,omitempty"`
+	TraceParent    string            `json:"traceparent,omitempty"`
+}
+
+// CancelCommand is what the gateway sends to SubjectCancel.
+type CancelCommand struct {
+	OrderID        string `json:"orderId"`
+	Reason         string `json:"reason,omitempty"`
+	CancelledBy    string `json:"cancelledBy,omitempty"`
+	IdempotencyKey string `json:"idempotencyKey,omitempty"`
+	CorrelationID  string `json:"correlationId,omitempty"`
+	TraceParent    string `json:"traceparent,omitempty"`
+}
+
+// TransitionCommand moves an order to a new status (staff override, and the
+// saga of the other services).
+type TransitionCommand struct {
+	OrderID        string `json:"orderId"`
+	Status         string `json:"status"`
+	Reason         string `json:"reason,omitempty"`
+	ChefID         string `json:"chefId,omitempty"`
+	DriverID       string `json:"driverId,omitempty"`
+	TicketID       string `json:"ticketId,omitempty"`
+	By             string `json:"by,omitempty"`
+	IdempotencyKey string `json:"idempotencyKey,omitempty"`
+	CorrelationID  string `json:"correlationId,omitempty"`
+	TraceParent    string `json:"traceparent,omitempty"`
+}
+
+// CommandReply is the successful reply to every command: the order as the
+// command left it, and the stream sequence of its last event, so callers
+// can wait for read models to reach it (read-your-writes).
+type CommandReply struct {
+	Order    OrderView `json:"order"`
+	Seq      uint64    `json:"seq"`
+	Replayed bool      `json:"replayed,omitempty"`
+}
+
+// OrderView is the order read model, as served by GET /api/orders/{id}.
+type OrderView struct {
+	OrderID               string         `json:"orderId"`
+	CustomerID            string         `json:"customerId"`
+	RestaurantID          string         `json:"restaurantId"`
+	Items                 []ItemView     `json:"items"`
+	Status                string         `json:"status"`
+	TotalCents            int64          `json:"totalCents"`
+	Currency              string         `json:"currency"`
+	PaymentMethod         string         `json:"paymentMethod"`
+	DeliveryLocation      *LatLon        `json:"deliveryLocation,omitempty"`
+	CreatedAt             time.Time      `json:"createdAt"`
+	LastUpdated           time.Time      `json:"lastUpdated"`
+	EstimatedDeliveryTime *time.Time     `json:"estimatedDeliveryTime"`
+	AssignedChefID        *string        `json:"assignedChefId"`
+	AssignedDriverID      *string        `json:"assignedDriverId"`
+	CancellationReason    string         `json:"cancellationReason,omitempty"`
+	FailureReason         string         `json:"failureReason,omitempty"`
+	StatusHistory         []StatusChange `json:"statusHistory"`
+	Version               uint64         `json:"version"` // stream sequence of the last applied event
+}
+
+// ItemView is a priced order line.
+type ItemView struct {
+	PizzaType      string   `json:"pizzaType"`
+	Size           string   `json:"size"`
+	Toppings       []string `json:"toppings"`
+	Quantity       int      `json:"quantity"`
+	UnitPriceCents int64    `json:"unitPriceCents"`
+	LineTotalCents int64    `json:"lineTotalCents"`
+}
+
+// LatLon is a plain coordinate in views.
+type LatLon struct {
+	Latitude  float64 `json:"latitude"`
+	Longitude float64 `json:"longitude"`
+}
+
+// StatusChange is one step of the order's timeline.
+type StatusChange struct {
+	Status string    `json:"status"`
+	At     time.Time `json:"at"`
+}
+
+// Notification is published on Channel after every applied change.
+type Notification struct {
+	OrderID string    `json:"orderId"`
+	Seq     uint64    `json:"seq"`
+	Order   OrderView `json:"order"`
+}
