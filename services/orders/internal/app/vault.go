@@ -1,0 +1,65 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/awesome-pizza/pizza/services/orders/ordersapi"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// VaultBucket is the JetStream key-value bucket holding customers' personal
+// data (delivery addresses). Events only reference it, so erasing a
+// customer's data is a delete here, not a rewrite of the log.
+const VaultBucket = "PII"
+
+// Vault stores personal data outside the event log.
+type Vault struct {
+	kv jetstream.KeyValue
+}
+
+// OpenVault creates or opens the vault bucket.
+func OpenVault(ctx context.Context, js jetstream.JetStream, replicas int, storage jetstream.StorageType) (*Vault, error) {
+	if replicas < 1 {
+		replicas = 1
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      VaultBucket,
+		Description: "Personal data referenced by events (erasable)",
+		History:     1,
+		Storage:     storage,
+		Replicas:    replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open vault: %w", err)
+	}
+	return &Vault{kv: kv}, nil
+}
+
+// AddressRef is the reference an order's events carry for its address.
+func AddressRef(orderID string) string { return "address." + orderID }
+
+// PutAddress stores the delivery address of an order and returns its
+// reference. Storing the same address again is harmless (retries).
+func (v *Vault) PutAddress(ctx context.Context, orderID string, a ordersapi.Address) (string, error) {
+	ref := AddressRef(orderID)
+	b, err := json.Marshal(a)
+	if err != nil {
+		return "", err
+	}
+	if _, err := v.kv.Put(ctx, ref, b); err != nil {
+		return "", fmt.Errorf("vault: store address of %s: %w", orderID, err)
+	}
+	return ref, nil
+}
+
+// Address returns a stored address.
+func (v *Vault) Address(ctx context.Context, ref string) (ordersapi.Address, error) {
+	var a ordersapi.Address
+	e, err := v.kv.Get(ctx, ref)
+	if err != nil {
+		return a, fmt.Errorf("vault: %s: %w", ref, err)
+	}
+	return a, json.Unmarshal(e.Value(), &a)
+}

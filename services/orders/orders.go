@@ -1,0 +1,165 @@
+// Package orders is the orders service: it owns the order aggregate, serves
+// the order commands over NATS micro, appends order events to the ORDERS
+// stream and projects the order read model into Redis. The same Service
+// runs as its own binary (cmd/orders) and inside `pizza dev`.
+package orders
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/awesome-pizza/pizza/pkg/catalog"
+	"github.com/awesome-pizza/pizza/pkg/events"
+	"github.com/awesome-pizza/pizza/pkg/eventstore"
+	"github.com/awesome-pizza/pizza/pkg/projection"
+	"github.com/awesome-pizza/pizza/services/orders/internal/app"
+	"github.com/awesome-pizza/pizza/services/orders/ordersapi"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+// Config holds the service's settings.
+type Config struct {
+	Keyspace    string                 // Redis key prefix of read models
+	Streams     eventstore.StreamOptions
+	CacheSize   int // aggregates kept in memory
+	Concurrency int // commands handled at once
+}
+
+// Deps are the connections and collaborators the service runs with.
+type Deps struct {
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Redis    *redis.Client
+	Catalog  *catalog.Catalog
+	Registry *events.Registry
+	Log      *slog.Logger
+	Clock    func() time.Time
+	Metrics  prometheus.Registerer
+}
+
+// Service is a running orders service.
+type Service struct {
+	cfg  Config
+	deps Deps
+	proj *projection.Runtime
+	svc  micro.Service
+	eps  *app.Endpoints
+	wg   sync.WaitGroup
+}
+
+// New checks the configuration and returns a service ready to Start.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if deps.NC == nil || deps.JS == nil || deps.Redis == nil || deps.Catalog == nil {
+		return nil, errors.New("orders: NATS, JetStream, Redis and the catalogue are required")
+	}
+	if deps.Registry == nil {
+		deps.Registry = events.NewRegistry()
+	}
+	if deps.Log == nil {
+		deps.Log = slog.Default()
+	}
+	if deps.Clock == nil {
+		deps.Clock = time.Now
+	}
+	if cfg.Keyspace == "" {
+		cfg.Keyspace = "pizza:"
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = 10_000
+	}
+	deps.Log = deps.Log.With("service", "orders")
+	return &Service{cfg: cfg, deps: deps}, nil
+}
+
+// Start provisions the ORDERS stream and the vault, starts the projector
+// and begins serving commands. It returns once commands are being served.
+func (s *Service) Start(ctx context.Context) error {
+	if err := eventstore.Provision(ctx, s.deps.JS, s.cfg.Streams, events.Orders); err != nil {
+		return fmt.Errorf("orders: %w", err)
+	}
+	vault, err := app.OpenVault(ctx, s.deps.JS, s.cfg.Streams.Replicas, s.cfg.Streams.Storage)
+	if err != nil {
+		return fmt.Errorf("orders: %w", err)
+	}
+	var deadLetters prometheus.Counter = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pizza_orders_projection_dead_letters_total", Help: "Order events the read-model projector could not apply and parked.",
+	})
+	if s.deps.Metrics != nil {
+		if err := s.deps.Metrics.Register(deadLetters); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				deadLetters = are.ExistingCollector.(prometheus.Counter)
+			}
+		}
+	}
+	s.proj = projection.New(s.deps.JS, s.deps.Redis, s.deps.Registry, app.Projector{}, projection.Options{
+		Keyspace: s.cfg.Keyspace, Logger: s.deps.Log,
+		OnDeadLetter: func(eventstore.DeadLetter) { deadLetters.Inc() },
+	})
+	projCtx, cancelProj := context.WithCancel(context.WithoutCancel(ctx))
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		_ = s.proj.Run(projCtx)
+	}()
+	go func() { <-ctx.Done(); cancelProj() }()
+
+	store := eventstore.New(s.deps.JS, s.deps.Registry, events.Orders)
+	cmds := app.NewCommands(store, s.deps.Catalog, vault, s.deps.Clock, s.deps.Log, s.cfg.CacheSize)
+	s.svc, err = micro.AddService(s.deps.NC, micro.Config{
+		Name:        ordersapi.ServiceName,
+		Version:     ordersapi.ServiceVersion,
+		Description: "Places, cancels and advances orders; owner of the ORDERS stream",
+		QueueGroup:  ordersapi.QueueGroup,
+	})
+	if err != nil {
+		cancelProj()
+		return fmt.Errorf("orders: micro service: %w", err)
+	}
+	s.eps = app.NewEndpoints(context.WithoutCancel(ctx), cmds, s.deps.Log, s.cfg.Concurrency)
+	if err := s.eps.Register(s.svc); err != nil {
+		_ = s.svc.Stop()
+		cancelProj()
+		return fmt.Errorf("orders: endpoints: %w", err)
+	}
+	s.deps.Log.Info("orders service started", "keyspace", s.cfg.Keyspace)
+	return nil
+}
+
+// Stop stops taking commands (in-flight ones finish), then stops the projector.
+func (s *Service) Stop() {
+	if s.svc != nil {
+		_ = s.svc.Stop()
+		s.eps.Wait()
+	}
+	s.wg.Wait()
+}
+
+// Run starts the service and blocks until ctx ends, then stops it.
+func (s *Service) Run(ctx context.Context) error {
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	s.Stop()
+	return nil
+}
+
+// Projection exposes the order projector, for readiness and waits.
+func (s *Service) Projection() *projection.Runtime { return s.proj }
+
+// Ready reports whether the read model has caught up with the log.
+func (s *Service) Ready(context.Context) error {
+	if s.proj == nil || !s.proj.CaughtUp() {
+		return errors.New("order read model is still catching up with the log")
+	}
+	return nil
+}
