@@ -27,7 +27,7 @@ import (
 
 // Config holds the service's settings.
 type Config struct {
-	Keyspace    string                 // Redis key prefix of read models
+	Keyspace    string // Redis key prefix of read models
 	Streams     eventstore.StreamOptions
 	CacheSize   int // aggregates kept in memory
 	Concurrency int // commands handled at once

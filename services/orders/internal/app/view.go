@@ -90,4 +90,3 @@ func cloneView(v ordersapi.OrderView) ordersapi.OrderView {
 	v.StatusHistory = slices.Clone(v.StatusHistory)
 	return v
 }
-

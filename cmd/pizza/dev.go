@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/awesome-pizza/pizza/pkg/service"
+)
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		cfg                 PlatformConfig
+		logFormat, logLevel string
+	)
+	fs := flag.NewFlagSet("pizza dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	service.StringFlag(fs, &cfg.HTTPAddr, "http-addr", ":8080", "HTTP address of the gateway (API, SSE, UI)")
+	service.StringFlag(fs, &cfg.NATSAddr, "nats-addr", ":4222", "TCP address of the embedded NATS server, for outside tools (port 0 picks one)")
+	service.StringFlag(fs, &cfg.MQTTAddr, "mqtt-addr", ":1883", "MQTT address of the device bridge (used once the bridge exists)")
+	service.StringFlag(fs, &cfg.DataDir, "data-dir", ".pizza-data", "directory of the JetStream store (the event log) and a child redis-server")
+	service.StringFlag(fs, &cfg.RedisURL, "redis-url", "", "Redis for read models; empty: a redis-server on PATH as a child, else an embedded one", "REDIS_URL")
+	service.StringFlag(fs, &cfg.Keyspace, "keyspace", "pizza:", "prefix of every Redis key of the read models")
+	service.StringFlag(fs, &cfg.Catalog, "catalog", "", "catalogue file (restaurants, menus, staff, stock); empty: the built-in seed")
+	service.FloatFlag(fs, &cfg.TimeScale, "time-scale", 1, "speed of simulated time for kitchen and delivery timers (10 = ten times faster)")
+	service.StringFlag(fs, &logFormat, "log-format", "text", "log format: text or json")
+	service.StringFlag(fs, &logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := service.NewLogger(stderr, logFormat, logLevel)
+	log.Info("starting Awesome Pizza", "http_addr", cfg.HTTPAddr, "nats_addr", cfg.NATSAddr, "mqtt_addr", cfg.MQTTAddr,
+		"data_dir", cfg.DataDir, "redis_url", service.Redact(cfg.RedisURL), "keyspace", cfg.Keyspace, "time_scale", cfg.TimeScale)
+
+	var p Platform
+	if err := p.Start(ctx, cfg, log); err != nil {
+		return err
+	}
+	log.Info("Awesome Pizza is ready", "http", p.HTTPURL(), "api", p.HTTPURL()+"/api/restaurants", "nats", p.NATSURL(), "redis", p.rds.URL+" ("+p.rds.Kind+")")
+	fmt.Fprintf(stdout, "Awesome Pizza is ready: %s (NATS %s)\n", p.HTTPURL(), p.NATSURL())
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-p.Err():
+		log.Error("a component stopped", "err", err)
+		p.Stop()
+		return err
+	}
+	p.Stop()
+	log.Info("stopped cleanly")
+	return nil
+}

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/awesome-pizza/pizza/pkg/catalog"
+	"github.com/awesome-pizza/pizza/pkg/events"
+	"github.com/awesome-pizza/pizza/pkg/eventstore"
+	"github.com/awesome-pizza/pizza/pkg/service"
+	"github.com/awesome-pizza/pizza/services/gateway"
+	"github.com/awesome-pizza/pizza/services/orders"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// PlatformConfig is the configuration of the in-process platform.
+type PlatformConfig struct {
+	HTTPAddr  string
+	NATSAddr  string
+	MQTTAddr  string
+	DataDir   string
+	RedisURL  string
+	Keyspace  string
+	TimeScale float64
+	Catalog   string
+}
+
+// Platform is every service of Awesome Pizza in one process, wired to an
+// embedded nats-server whose JetStream store lives under the data dir.
+type Platform struct {
+	cfg  PlatformConfig
+	log  *slog.Logger
+	cat  *catalog.Catalog
+	ns   *server.Server
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	rds  *redisBackend
+	ord  *orders.Service
+	gw   *gateway.Gateway
+	http net.Listener
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errc   chan error
+}
+
+// Start brings the platform up in stages: listeners (so a busy port fails
+// fast, naming its flag), NATS, Redis, streams, services, gateway.
+func (p *Platform) Start(ctx context.Context, cfg PlatformConfig, log *slog.Logger) (err error) {
+	p.cfg, p.log, p.errc = cfg, log, make(chan error, 4)
+	defer func() {
+		if err != nil {
+			p.Stop()
+		}
+	}()
+	if cfg.TimeScale <= 0 {
+		return errors.New("--time-scale must be positive")
+	}
+	if p.cat, err = catalog.Load(cfg.Catalog); err != nil {
+		return err
+	}
+	if p.http, err = service.Listen(cfg.HTTPAddr, "http-addr"); err != nil {
+		return err
+	}
+	if cfg.MQTTAddr != "" {
+		if _, _, err := net.SplitHostPort(cfg.MQTTAddr); err != nil {
+			return fmt.Errorf("--mqtt-addr %q: %w", cfg.MQTTAddr, err)
+		}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+
+	// Stage 1: the event log.
+	if err := p.startNATS(); err != nil {
+		return err
+	}
+	// Services talk to the embedded server in process, without TCP.
+	p.nc, err = service.ConnectNATS("", "pizza-dev", log, nats.InProcessServer(p.ns))
+	if err != nil {
+		return err
+	}
+	if p.js, err = jetstream.New(p.nc); err != nil {
+		return err
+	}
+	if err := eventstore.Provision(ctx, p.js, eventstore.StreamOptions{Storage: jetstream.FileStorage}, events.DomainContexts()...); err != nil {
+		return err
+	}
+
+	// Stage 2: the read-model store.
+	if p.rds, err = openRedis(ctx, cfg.RedisURL, cfg.DataDir, log); err != nil {
+		return err
+	}
+
+	// Stage 3: services, then the gateway.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p.cancel = cancel
+	metrics := service.NewMetrics()
+	p.ord, err = orders.New(orders.Config{Keyspace: cfg.Keyspace}, orders.Deps{
+		NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: metrics,
+	})
+	if err != nil {
+		return err
+	}
+	if err := p.ord.Start(runCtx); err != nil {
+		return err
+	}
+	p.gw, err = gateway.New(gateway.Config{Keyspace: cfg.Keyspace}, gateway.Deps{
+		NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: metrics,
+		Ready: map[string]service.Check{"orders-read-model": p.ord.Ready},
+	})
+	if err != nil {
+		return err
+	}
+	p.goRun(func() error { return p.gw.Run(runCtx) })
+	p.goRun(func() error { return service.Serve(runCtx, p.http, p.gw.Handler(), 10*time.Second, log) })
+	select {
+	case <-p.gw.Ready():
+	case <-time.After(10 * time.Second):
+		return errors.New("gateway notifications did not start within 10s")
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
+	defer wcancel()
+	if err := p.ord.Projection().WaitCaughtUp(wctx); err != nil {
+		return fmt.Errorf("order read model did not catch up with the log: %w", err)
+	}
+	return nil
+}
+
+func (p *Platform) goRun(fn func() error) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		if err := fn(); err != nil {
+			p.errc <- err
+		}
+	}()
+}
+
+// Err reports a component that stopped on its own.
+func (p *Platform) Err() <-chan error { return p.errc }
+
+func (p *Platform) startNATS() error {
+	host, portStr, err := net.SplitHostPort(p.cfg.NATSAddr)
+	if err != nil {
+		return fmt.Errorf("--nats-addr %q: %w", p.cfg.NATSAddr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("--nats-addr %q: bad port", p.cfg.NATSAddr)
+	}
+	if port != 0 {
+		// nats-server would only log a failed bind; check first and say
+		// which flag to change.
+		l, err := service.Listen(p.cfg.NATSAddr, "nats-addr")
+		if err != nil {
+			return err
+		}
+		_ = l.Close()
+	} else {
+		port = -1
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	opts := &server.Options{
+		ServerName: "pizza-dev",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   filepath.Join(p.cfg.DataDir, "jetstream"),
+		NoSigs:     true,
+	}
+	p.ns, err = server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("nats-server: %w", err)
+	}
+	p.ns.SetLoggerV2(natsLogger{p.log.With("component", "nats-server")}, false, false, false)
+	go p.ns.Start()
+	if !p.ns.ReadyForConnections(30 * time.Second) {
+		return errors.New("embedded nats-server did not become ready in 30s")
+	}
+	return nil
+}
+
+// URLs of the running platform.
+func (p *Platform) HTTPURL() string {
+	return "http://" + displayAddr(p.http.Addr().(*net.TCPAddr))
+}
+
+func (p *Platform) NATSURL() string { return p.ns.ClientURL() }
+
+func displayAddr(a *net.TCPAddr) string {
+	host := a.IP.String()
+	if a.IP.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(a.Port))
+}
+
+// Stop shuts down in the reverse order of start: stop serving HTTP and
+// commands (in-flight ones finish), stop projectors, drain NATS (pending
+// publishes are flushed), stop the server (JetStream syncs its store),
+// then let go of Redis.
+func (p *Platform) Stop() {
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.wg.Wait()
+	if p.http != nil && p.gw == nil {
+		_ = p.http.Close()
+	}
+	if p.ord != nil {
+		p.ord.Stop()
+	}
+	if p.nc != nil {
+		_ = p.nc.Drain()
+		for p.nc.IsDraining() {
+			t := time.NewTimer(10 * time.Millisecond)
+			<-t.C
+		}
+	}
+	if p.ns != nil {
+		p.ns.Shutdown()
+		p.ns.WaitForShutdown()
+	}
+	if p.rds != nil {
+		p.rds.Close()
+	}
+}

@@ -1,0 +1,146 @@
+// Package gateway is the platform's HTTP edge (Echo v4): the REST API under
+// /api, live order tracking over Server-Sent Events, health, metrics and the
+// OpenAPI document. Commands go to the owning service over NATS
+// request/reply; queries are answered from the Redis read models, never by
+// replaying the log.
+package gateway
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/awesome-pizza/pizza/pkg/catalog"
+	"github.com/awesome-pizza/pizza/pkg/events"
+	"github.com/awesome-pizza/pizza/pkg/eventstore"
+	"github.com/awesome-pizza/pizza/pkg/service"
+	"github.com/awesome-pizza/pizza/services/gateway/internal/hub"
+	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed openapi.yaml
+var openAPIDocument []byte
+
+// OpenAPI returns the OpenAPI 3 document of the gateway.
+func OpenAPI() []byte { return openAPIDocument }
+
+// Config holds the gateway's settings.
+type Config struct {
+	Keyspace string
+	// ReadYourWritesTimeout bounds how long a command waits for the read
+	// model to show its result before answering anyway.
+	ReadYourWritesTimeout time.Duration
+	// CommandTimeout bounds a command's round trip to its service.
+	CommandTimeout time.Duration
+	// Heartbeat is the interval of SSE keep-alive comments.
+	Heartbeat time.Duration
+	// MaxBodyBytes bounds request bodies.
+	MaxBodyBytes int64
+}
+
+func (c Config) withDefaults() Config {
+	if c.Keyspace == "" {
+		c.Keyspace = "pizza:"
+	}
+	if c.ReadYourWritesTimeout <= 0 {
+		c.ReadYourWritesTimeout = 2 * time.Second
+	}
+	if c.CommandTimeout <= 0 {
+		c.CommandTimeout = 10 * time.Second
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 15 * time.Second
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 64 << 10
+	}
+	return c
+}
+
+// Deps are the gateway's connections.
+type Deps struct {
+	NC      *nats.Conn
+	JS      jetstream.JetStream
+	Redis   *redis.Client
+	Catalog *catalog.Catalog
+	Log     *slog.Logger
+	Metrics *prometheus.Registry
+	// Ready lists extra readiness checks (for example, in `pizza dev`, the
+	// projectors having caught up with the log).
+	Ready map[string]service.Check
+}
+
+// Gateway is the HTTP edge.
+type Gateway struct {
+	cfg  Config
+	deps Deps
+	hub  *hub.Hub
+	e    *echo.Echo
+	m    *metrics
+}
+
+// New builds the gateway and its routes.
+func New(cfg Config, deps Deps) (*Gateway, error) {
+	if deps.NC == nil || deps.JS == nil || deps.Redis == nil || deps.Catalog == nil {
+		return nil, errors.New("gateway: NATS, JetStream, Redis and the catalogue are required")
+	}
+	cfg = cfg.withDefaults()
+	if deps.Log == nil {
+		deps.Log = slog.Default()
+	}
+	if deps.Metrics == nil {
+		deps.Metrics = service.NewMetrics()
+	}
+	deps.Log = deps.Log.With("service", "gateway")
+	g := &Gateway{cfg: cfg, deps: deps, hub: hub.New(deps.Redis, cfg.Keyspace, deps.Log)}
+	g.m = newMetrics(deps.Metrics, g.hub)
+	g.e = g.routes()
+	return g, nil
+}
+
+// Handler returns the HTTP handler.
+func (g *Gateway) Handler() http.Handler { return g.e }
+
+// Echo exposes the router (tests enumerate its routes).
+func (g *Gateway) Echo() *echo.Echo { return g.e }
+
+// Run holds the notification subscription until ctx ends. Serve the
+// Handler alongside it.
+func (g *Gateway) Run(ctx context.Context) error { return g.hub.Run(ctx) }
+
+// Ready is closed once live notifications flow.
+func (g *Gateway) Ready() <-chan struct{} { return g.hub.Ready() }
+
+func (g *Gateway) readiness() map[string]service.Check {
+	checks := map[string]service.Check{
+		"nats": func(context.Context) error {
+			if !g.deps.NC.IsConnected() {
+				return errors.New("not connected")
+			}
+			return nil
+		},
+		"redis": func(ctx context.Context) error { return g.deps.Redis.Ping(ctx).Err() },
+		"streams": func(ctx context.Context) error {
+			return eventstore.CheckStreams(ctx, g.deps.JS, events.Orders.Stream)
+		},
+		"notifications": func(context.Context) error {
+			select {
+			case <-g.hub.Ready():
+				return nil
+			default:
+				return errors.New("change notifications not subscribed yet")
+			}
+		},
+	}
+	for name, c := range g.deps.Ready {
+		checks[name] = c
+	}
+	return checks
+}
