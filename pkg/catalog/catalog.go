@@ -223,3 +223,59 @@ func (c *Catalog) topping(name string) (*Topping, bool) {
 	}
 	return nil, false
 }
+
+// sizeScalePercent scales a Medium recipe to other sizes.
+var sizeScalePercent = map[string]int64{"Small": 75, "Medium": 100, "Large": 150, "ExtraLarge": 200}
+
+// Ingredients returns the ingredient units needed for quantity pizzas of a
+// type and size with extra toppings: the Medium recipe scaled by size
+// (rounded up) plus one scaled unit of each topping's ingredient.
+func (c *Catalog) Ingredients(pizzaType, size string, toppings []string, quantity int) (map[string]int64, error) {
+	scale, ok := sizeScalePercent[size]
+	if !ok {
+		return nil, ErrUnknownSize
+	}
+	var pizza *Pizza
+	for i := range c.Menu.Pizzas {
+		if c.Menu.Pizzas[i].Type == pizzaType {
+			pizza = &c.Menu.Pizzas[i]
+		}
+	}
+	if pizza == nil {
+		return nil, ErrUnknownPizza
+	}
+	out := map[string]int64{}
+	add := func(ingredient string, units int64) {
+		out[ingredient] += (units*scale + 99) / 100 * int64(quantity)
+	}
+	for ing, units := range pizza.Recipe {
+		add(ing, units)
+	}
+	for _, name := range toppings {
+		t, ok := c.topping(name)
+		if !ok {
+			return nil, fmt.Errorf("%w %q", ErrUnknownTopping, name)
+		}
+		add(t.Ingredient, 1)
+	}
+	return out, nil
+}
+
+// IngredientNames lists every ingredient the menu uses, sorted.
+func (c *Catalog) IngredientNames() []string {
+	set := map[string]bool{}
+	for _, p := range c.Menu.Pizzas {
+		for ing := range p.Recipe {
+			set[ing] = true
+		}
+	}
+	for _, t := range c.Menu.Toppings {
+		set[t.Ingredient] = true
+	}
+	out := make([]string, 0, len(set))
+	for ing := range set {
+		out = append(out, ing)
+	}
+	sort.Strings(out)
+	return out
+}

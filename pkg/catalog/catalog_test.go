@@ -51,3 +51,24 @@ func TestParseRejectsBadCatalogues(t *testing.T) {
 		}
 	}
 }
+
+func TestIngredientsScaleBySize(t *testing.T) {
+	c := Default()
+	got, err := c.Ingredients("Margherita", "Large", []string{"ExtraCheese"}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Medium recipe: dough 1, tomato_sauce 1, mozzarella 2, basil 1; Large = x1.5 rounded up.
+	want := map[string]int64{"dough": 4, "tomato_sauce": 4, "mozzarella": 6 + 4, "basil": 4}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %d, want %d (all %v)", k, got[k], v, got)
+		}
+	}
+	if _, err := c.Ingredients("Margherita", "Huge", nil, 1); !errors.Is(err, ErrUnknownSize) {
+		t.Fatal(err)
+	}
+	if len(c.IngredientNames()) < 10 {
+		t.Fatal("too few ingredients")
+	}
+}

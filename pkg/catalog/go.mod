@@ -21,3 +21,11 @@ replace github.com/awesome-pizza/pizza/services/orders => ../../services/orders
 require github.com/awesome-pizza/pizza/pkg/events v0.0.0-00010101000000-000000000000
 
 require github.com/google/uuid v1.6.0 // indirect
+
+replace github.com/awesome-pizza/pizza/pkg/problem => ../../pkg/problem
+
+replace github.com/awesome-pizza/pizza/services/drivers => ../../services/drivers
+
+replace github.com/awesome-pizza/pizza/services/inventory => ../../services/inventory
+
+replace github.com/awesome-pizza/pizza/services/kitchen => ../../services/kitchen

@@ -142,6 +142,28 @@ type OrderFailed struct {
 func (OrderFailed) EventType() string { return "order_failed" }
 func (OrderFailed) EventVersion() int { return 1 }
 
+// OrderStuckDetected is an alert: the order made no progress in its
+// status for longer than the status allows. It does not change the status.
+type OrderStuckDetected struct {
+	Status    string        `json:"status"`
+	Since     time.Time     `json:"since"`
+	Threshold time.Duration `json:"thresholdNs"`
+}
+
+func (OrderStuckDetected) EventType() string { return "order_stuck_detected" }
+func (OrderStuckDetected) EventVersion() int { return 1 }
+
+// OrderStatusOverridden records a staff member forcing a transition; it is
+// appended together with the transition's own event.
+type OrderStatusOverridden struct {
+	Status string `json:"status"`
+	By     string `json:"by"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func (OrderStatusOverridden) EventType() string { return "order_status_overridden" }
+func (OrderStatusOverridden) EventVersion() int { return 1 }
+
 // RegisterOrderEvents adds every order event to r.
 func RegisterOrderEvents(r *Registry) {
 	Register[OrderPlaced](r)
@@ -157,4 +179,6 @@ func RegisterOrderEvents(r *Registry) {
 	Register[OrderDelivered](r)
 	Register[OrderCancelled](r)
 	Register[OrderFailed](r)
+	Register[OrderStuckDetected](r)
+	Register[OrderStatusOverridden](r)
 }

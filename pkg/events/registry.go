@@ -31,6 +31,9 @@ func NewRegistry() *Registry {
 		latest:    map[string]int{},
 	}
 	RegisterOrderEvents(r)
+	RegisterInventoryEvents(r)
+	RegisterKitchenEvents(r)
+	RegisterDriverEvents(r)
 	return r
 }
 

@@ -41,3 +41,11 @@ replace github.com/awesome-pizza/pizza/pkg/testkit => ../../pkg/testkit
 replace github.com/awesome-pizza/pizza/services/gateway => ../../services/gateway
 
 replace github.com/awesome-pizza/pizza/services/orders => ../../services/orders
+
+replace github.com/awesome-pizza/pizza/pkg/problem => ../../pkg/problem
+
+replace github.com/awesome-pizza/pizza/services/drivers => ../../services/drivers
+
+replace github.com/awesome-pizza/pizza/services/inventory => ../../services/inventory
+
+replace github.com/awesome-pizza/pizza/services/kitchen => ../../services/kitchen

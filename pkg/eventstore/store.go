@@ -85,36 +85,68 @@ const MaxEventsPerAppend = 100
 // (clustered streams check dedupe first) or as a wrong last sequence
 // (single servers check the sequence first).
 func (s *Store) Append(ctx context.Context, a Append) (AppendResult, error) {
-	if err := events.ValidateID(a.AggregateID); err != nil {
-		return AppendResult{}, fmt.Errorf("append: aggregate id: %w", err)
+	return s.AppendAll(ctx, a)
+}
+
+// AppendAll stores the events of one command on several aggregates of the
+// context in one atomic batch: all or nothing, each aggregate checked
+// against its own expected sequence. All parts must share the command id.
+// The result spans the whole batch.
+func (s *Store) AppendAll(ctx context.Context, parts ...Append) (AppendResult, error) {
+	if len(parts) == 0 {
+		return AppendResult{}, errors.New("append: nothing to append")
 	}
-	if a.CommandID == "" {
+	commandID := parts[0].CommandID
+	if commandID == "" {
 		return AppendResult{}, errors.New("append: command id is required")
 	}
-	n := len(a.Events)
-	if n == 0 || n > MaxEventsPerAppend {
+	var msgs []*nats.Msg
+	var expect []expectation
+	n := 0
+	seen := map[string]bool{}
+	for _, a := range parts {
+		if err := events.ValidateID(a.AggregateID); err != nil {
+			return AppendResult{}, fmt.Errorf("append: aggregate id: %w", err)
+		}
+		if a.CommandID != commandID {
+			return AppendResult{}, errors.New("append: all parts of an append share one command id")
+		}
+		if seen[a.AggregateID] {
+			return AppendResult{}, fmt.Errorf("append: aggregate %s listed twice", a.AggregateID)
+		}
+		seen[a.AggregateID] = true
+		if len(a.Events) == 0 {
+			return AppendResult{}, fmt.Errorf("append: no events for %s", a.AggregateID)
+		}
+		n += len(a.Events)
+	}
+	if n > MaxEventsPerAppend {
 		return AppendResult{}, fmt.Errorf("append: %d events (allowed 1..%d)", n, MaxEventsPerAppend)
 	}
-	subject := s.bc.Subject(a.AggregateID)
-	msgs := make([]*nats.Msg, n)
-	for i, env := range a.Events {
-		if env.AggregateID != a.AggregateID {
-			return AppendResult{}, fmt.Errorf("append: event %d belongs to %q, not %q", i, env.AggregateID, a.AggregateID)
+	i := 0
+	for _, a := range parts {
+		subject := s.bc.Subject(a.AggregateID)
+		expect = append(expect, expectation{index: len(msgs), seq: a.ExpectedSeq})
+		for _, env := range a.Events {
+			if env.AggregateID != a.AggregateID {
+				return AppendResult{}, fmt.Errorf("append: event %d belongs to %q, not %q", i, env.AggregateID, a.AggregateID)
+			}
+			body, err := env.Marshal()
+			if err != nil {
+				return AppendResult{}, fmt.Errorf("append: %w", err)
+			}
+			m := nats.NewMsg(subject)
+			m.Data = body
+			m.Header.Set(events.HeaderType, env.Type)
+			m.Header.Set(events.HeaderVersion, strconv.Itoa(env.Version))
+			m.Header.Set(events.HeaderCommandID, commandID)
+			if env.CorrelationID != "" {
+				m.Header.Set(events.HeaderCorrelation, env.CorrelationID)
+			}
+			m.Header.Set(jetstream.MsgIDHeader, msgID(commandID, i, n))
+			msgs = append(msgs, m)
+			i++
 		}
-		body, err := env.Marshal()
-		if err != nil {
-			return AppendResult{}, fmt.Errorf("append: %w", err)
-		}
-		m := nats.NewMsg(subject)
-		m.Data = body
-		m.Header.Set(events.HeaderType, env.Type)
-		m.Header.Set(events.HeaderVersion, strconv.Itoa(env.Version))
-		m.Header.Set(events.HeaderCommandID, a.CommandID)
-		if env.CorrelationID != "" {
-			m.Header.Set(events.HeaderCorrelation, env.CorrelationID)
-		}
-		m.Header.Set(jetstream.MsgIDHeader, msgID(a.CommandID, i, n))
-		msgs[i] = m
 	}
 
 	var (
@@ -122,26 +154,44 @@ func (s *Store) Append(ctx context.Context, a Append) (AppendResult, error) {
 		err error
 	)
 	if n == 1 {
-		ack, err = s.js.PublishMsg(ctx, msgs[0], jetstream.WithExpectLastSequencePerSubject(a.ExpectedSeq))
+		ack, err = s.js.PublishMsg(ctx, msgs[0], jetstream.WithExpectLastSequencePerSubject(parts[0].ExpectedSeq))
 	} else {
-		ack, err = s.publishAtomic(ctx, msgs, a.ExpectedSeq)
+		ack, err = s.publishAtomic(ctx, msgs, expect)
 	}
 	if err == nil {
 		return AppendResult{FirstSeq: ack.Sequence - uint64(n) + 1, LastSeq: ack.Sequence, Duplicate: ack.Duplicate}, nil
 	}
+	last := parts[len(parts)-1]
+	subject := s.bc.Subject(last.AggregateID)
 	if isConflict(err) {
 		// A lost PubAck followed by a retry looks like a conflict on a
-		// single server. It is ours if the subject's last message carries
-		// our command id.
-		if last, lerr := s.lastOnSubject(ctx, subject); lerr == nil && last.Header.Get(events.HeaderCommandID) == a.CommandID {
-			return AppendResult{FirstSeq: last.Sequence - uint64(n) + 1, LastSeq: last.Sequence, Duplicate: true}, nil
+		// single server. It is ours if the last subject of the batch ends
+		// with a message carrying our command id.
+		if m, lerr := s.lastOnSubject(ctx, subject); lerr == nil && m.Header.Get(events.HeaderCommandID) == commandID {
+			return AppendResult{FirstSeq: m.Sequence - uint64(n) + 1, LastSeq: m.Sequence, Duplicate: true}, nil
 		}
-		return AppendResult{}, fmt.Errorf("append to %s at %d: %w", subject, a.ExpectedSeq, ErrConflict)
+		return AppendResult{}, fmt.Errorf("append to %s: %w", subjectsOf(s.bc, parts), ErrConflict)
 	}
 	if isUnavailable(err) {
-		return AppendResult{}, fmt.Errorf("append to %s: %w: %v", subject, ErrUnavailable, err)
+		return AppendResult{}, fmt.Errorf("append to %s: %w: %v", subjectsOf(s.bc, parts), ErrUnavailable, err)
 	}
-	return AppendResult{}, fmt.Errorf("append to %s: %w", subject, err)
+	return AppendResult{}, fmt.Errorf("append to %s: %w", subjectsOf(s.bc, parts), err)
+}
+
+type expectation struct {
+	index int
+	seq   uint64
+}
+
+func subjectsOf(bc events.Context, parts []Append) string {
+	out := ""
+	for i, p := range parts {
+		if i > 0 {
+			out += ","
+		}
+		out += bc.Subject(p.AggregateID)
+	}
+	return out
 }
 
 func msgID(commandID string, i, n int) string {
@@ -183,17 +233,18 @@ type batchAck struct {
 }
 
 // publishAtomic sends msgs as one JetStream atomic batch: the server stores
-// all of them or none. Only the first carries the expected subject
-// sequence; each later one follows the previous on the same subject.
-func (s *Store) publishAtomic(ctx context.Context, msgs []*nats.Msg, expected uint64) (*jetstream.PubAck, error) {
+// all of them or none. The first message of each subject carries that
+// subject's expected last sequence; later ones on the same subject follow
+// it within the batch.
+func (s *Store) publishAtomic(ctx context.Context, msgs []*nats.Msg, expect []expectation) (*jetstream.PubAck, error) {
+	for _, e := range expect {
+		msgs[e.index].Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(e.seq, 10))
+	}
 	batchID := nuid.Next()
 	last := len(msgs) - 1
 	for i, m := range msgs {
 		m.Header.Set("Nats-Batch-Id", batchID)
 		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
-		if i == 0 {
-			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
-		}
 		if i < last {
 			if err := s.nc.PublishMsg(m); err != nil {
 				return nil, err

@@ -245,3 +245,44 @@ func TestAtomicAppendAllOrNothing(t *testing.T) {
 		t.Fatalf("half a batch stored: %d events", n)
 	}
 }
+
+// One command changing two aggregates lands atomically, each checked
+// against its own expected sequence; a stale one rejects the whole batch.
+func TestAppendAllAcrossAggregates(t *testing.T) {
+	js, store := setup(t)
+	ctx := context.Background()
+	for _, id := range []string{"a", "b"} {
+		if _, err := store.Append(ctx, eventstore.Append{AggregateID: id, CommandID: "create-" + id, Events: []events.Envelope{env(t, id, placed())}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := store.AppendAll(ctx,
+		eventstore.Append{AggregateID: "a", ExpectedSeq: 1, CommandID: "both", Events: []events.Envelope{env(t, "a", events.OrderValidated{}), env(t, "a", events.OrderQueued{})}},
+		eventstore.Append{AggregateID: "b", ExpectedSeq: 2, CommandID: "both", Events: []events.Envelope{env(t, "b", events.OrderValidated{})}},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.FirstSeq != 3 || res.LastSeq != 5 {
+		t.Fatalf("result %+v", res)
+	}
+	// Retry of the same command: recognised as ours.
+	res, err = store.AppendAll(ctx,
+		eventstore.Append{AggregateID: "a", ExpectedSeq: 1, CommandID: "both", Events: []events.Envelope{env(t, "a", events.OrderValidated{}), env(t, "a", events.OrderQueued{})}},
+		eventstore.Append{AggregateID: "b", ExpectedSeq: 2, CommandID: "both", Events: []events.Envelope{env(t, "b", events.OrderValidated{})}},
+	)
+	if err != nil || !res.Duplicate {
+		t.Fatalf("retry: %+v %v", res, err)
+	}
+	// b is stale now: nothing of the batch is stored, a included.
+	_, err = store.AppendAll(ctx,
+		eventstore.Append{AggregateID: "a", ExpectedSeq: 4, CommandID: "stale", Events: []events.Envelope{env(t, "a", events.OrderCancelled{})}},
+		eventstore.Append{AggregateID: "b", ExpectedSeq: 2, CommandID: "stale", Events: []events.Envelope{env(t, "b", events.OrderCancelled{})}},
+	)
+	if !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("stale batch: %v", err)
+	}
+	if subjectCount(t, js, "orders.a") != 3 || subjectCount(t, js, "orders.b") != 2 {
+		t.Fatal("a stale batch stored part of itself")
+	}
+}

@@ -42,3 +42,11 @@ require (
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 )
+
+replace github.com/awesome-pizza/pizza/pkg/problem => ../../pkg/problem
+
+replace github.com/awesome-pizza/pizza/services/drivers => ../../services/drivers
+
+replace github.com/awesome-pizza/pizza/services/inventory => ../../services/inventory
+
+replace github.com/awesome-pizza/pizza/services/kitchen => ../../services/kitchen

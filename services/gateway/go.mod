@@ -22,6 +22,7 @@ require (
 	github.com/awesome-pizza/pizza/pkg/catalog v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/events v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/eventstore v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/pkg/problem v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/service v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/testkit v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/orders v0.0.0-00010101000000-000000000000
@@ -67,3 +68,11 @@ require (
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+replace github.com/awesome-pizza/pizza/pkg/problem => ../../pkg/problem
+
+replace github.com/awesome-pizza/pizza/services/drivers => ../../services/drivers
+
+replace github.com/awesome-pizza/pizza/services/inventory => ../../services/inventory
+
+replace github.com/awesome-pizza/pizza/services/kitchen => ../../services/kitchen

@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
+
+	"github.com/awesome-pizza/pizza/pkg/problem"
 
 	"github.com/awesome-pizza/pizza/services/orders/ordersapi"
 	"github.com/labstack/echo/v4"
@@ -42,13 +45,13 @@ func (g *Gateway) errorHandler(err error, c echo.Context) {
 	case errors.As(err, &mb):
 		p = tooLarge(mb.Limit)
 	case errors.As(err, &he):
-		p = &ordersapi.Problem{Type: ordersapi.ProblemBase + "http-" + http.StatusText(he.Code), Title: http.StatusText(he.Code), Status: he.Code}
+		p = &ordersapi.Problem{Type: problem.ProblemBase + "http-" + strconv.Itoa(he.Code), Title: http.StatusText(he.Code), Status: he.Code}
 		switch he.Code {
 		case http.StatusNotFound:
 			p.Type = ordersapi.TypeNotFound
 			p.Title = "No such resource"
 		case http.StatusMethodNotAllowed:
-			p.Type = ordersapi.ProblemBase + "method-not-allowed"
+			p.Type = problem.TypeMethodNotAllowed
 		case http.StatusRequestEntityTooLarge:
 			p = tooLarge(g.cfg.MaxBodyBytes)
 		}

@@ -22,7 +22,9 @@ require (
 	github.com/awesome-pizza/pizza/pkg/catalog v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/events v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/eventstore v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/pkg/problem v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/projection v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/pkg/service v0.0.0-00010101000000-000000000000
 	github.com/google/uuid v1.6.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
@@ -44,3 +46,11 @@ require (
 	golang.org/x/sys v0.50.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+replace github.com/awesome-pizza/pizza/pkg/problem => ../../pkg/problem
+
+replace github.com/awesome-pizza/pizza/services/drivers => ../../services/drivers
+
+replace github.com/awesome-pizza/pizza/services/inventory => ../../services/inventory
+
+replace github.com/awesome-pizza/pizza/services/kitchen => ../../services/kitchen

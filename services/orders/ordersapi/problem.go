@@ -1,70 +1,30 @@
 package ordersapi
 
-import (
-	"fmt"
-	"strings"
+import "github.com/awesome-pizza/pizza/pkg/problem"
+
+// The orders service's errors are the platform's problem documents.
+type (
+	Problem    = problem.Problem
+	FieldError = problem.FieldError
 )
 
-// Problem is an RFC 9457 problem. The orders service sends it as the data of
-// a typed micro error reply (the code is the HTTP status); the gateway
-// passes it through as application/problem+json.
-type Problem struct {
-	Type          string       `json:"type"`
-	Title         string       `json:"title"`
-	Status        int          `json:"status"`
-	Detail        string       `json:"detail,omitempty"`
-	Instance      string       `json:"instance,omitempty"`
-	Errors        []FieldError `json:"errors,omitempty"`
-	CurrentStatus string       `json:"currentStatus,omitempty"`
-}
-
-// FieldError names the offending field of a request, JSON-path style
-// ("items[0].quantity").
-type FieldError struct {
-	Field  string `json:"field"`
-	Detail string `json:"detail"`
-}
-
-func (p *Problem) Error() string {
-	if len(p.Errors) > 0 {
-		parts := make([]string, len(p.Errors))
-		for i, e := range p.Errors {
-			parts[i] = e.Field + ": " + e.Detail
-		}
-		return fmt.Sprintf("%s: %s", p.Title, strings.Join(parts, "; "))
-	}
-	if p.Detail != "" {
-		return p.Title + ": " + p.Detail
-	}
-	return p.Title
-}
-
-// Stable problem types. Clients match on these, not on titles.
+// Problem types, re-exported for the orders contract.
 const (
-	ProblemBase              = "https://awesome-pizza.dev/problems/"
-	TypeMalformedRequest     = ProblemBase + "malformed-request"
-	TypeValidation           = ProblemBase + "validation-failed"
-	TypeNotFound             = ProblemBase + "not-found"
-	TypeInvalidTransition    = ProblemBase + "invalid-transition"
-	TypeConcurrentUpdate     = ProblemBase + "concurrent-update"
-	TypeIdempotencyKeyReused = ProblemBase + "idempotency-key-reused"
-	TypeUnavailable          = ProblemBase + "service-unavailable"
-	TypeBodyTooLarge         = ProblemBase + "body-too-large"
-	TypeUnsupportedMediaType = ProblemBase + "unsupported-media-type"
-	TypeInternal             = ProblemBase + "internal-error"
-	TypeRateLimited          = ProblemBase + "rate-limited"
+	ProblemBase              = problem.ProblemBase
+	TypeMalformedRequest     = problem.TypeMalformedRequest
+	TypeValidation           = problem.TypeValidation
+	TypeNotFound             = problem.TypeNotFound
+	TypeInvalidTransition    = problem.TypeInvalidTransition
+	TypeConcurrentUpdate     = problem.TypeConcurrentUpdate
+	TypeIdempotencyKeyReused = problem.TypeIdempotencyKeyReused
+	TypeUnavailable          = problem.TypeUnavailable
+	TypeBodyTooLarge         = problem.TypeBodyTooLarge
+	TypeUnsupportedMediaType = problem.TypeUnsupportedMediaType
+	TypeInternal             = problem.TypeInternal
 )
 
 // Validation returns a 422 problem listing field errors.
-func Validation(errs ...FieldError) *Problem {
-	return &Problem{Type: TypeValidation, Title: "The request is not valid", Status: 422, Errors: errs}
-}
+func Validation(errs ...FieldError) *Problem { return problem.Validation(errs...) }
 
 // Malformed returns a 400 problem for a body that cannot be decoded.
-func Malformed(field, detail string) *Problem {
-	p := &Problem{Type: TypeMalformedRequest, Title: "The request body is malformed", Status: 400, Detail: detail}
-	if field != "" {
-		p.Errors = []FieldError{{Field: field, Detail: detail}}
-	}
-	return p
-}
+func Malformed(field, detail string) *Problem { return problem.Malformed(field, detail) }
