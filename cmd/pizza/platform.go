@@ -123,7 +123,7 @@ func (p *Platform) Start(ctx context.Context, cfg PlatformConfig, log *slog.Logg
 		return err
 	}
 	p.goRun(func() error { return p.gw.Run(runCtx) })
-	p.goRun(func() error { return service.Serve(runCtx, p.http, p.gw.Handler(), 10*time.Second, log) })
+	p.goRun(func() error { return service.Serve(runCtx, p.http, p.gw.Handler(), 10*time.Second, log, p.gw.CloseStreams) })
 	select {
 	case <-p.gw.Ready():
 	case <-time.After(10 * time.Second):

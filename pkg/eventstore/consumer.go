@@ -25,15 +25,16 @@ type ConsumerSpec struct {
 	// MaxDeliver bounds the attempts per message; the last failed attempt
 	// dead-letters the message. Default 5.
 	MaxDeliver int
-	// BackOff spaces redeliveries after a failure (and after a crash, by
-	// the server). Default 200ms, 1s, 5s, 15s.
+	// BackOff spaces redeliveries after a handler failure. Default 200ms,
+	// 1s, 5s, 15s. After a crash the server redelivers after AckWait.
 	BackOff []time.Duration
 	// MaxAckPending bounds messages in flight to this consumer. Default 256:
 	// enough to keep a handler busy, small enough that a stuck handler does
 	// not pin thousands of messages.
 	MaxAckPending int
 	// AckWait is how long the server waits for an ack before redelivering
-	// a message whose handler died. Default 30s.
+	// a message whose handler died. Default 30s. Handlers must finish well
+	// within it.
 	AckWait time.Duration
 }
 
@@ -139,12 +140,11 @@ func Consume(ctx context.Context, js jetstream.JetStream, reg *events.Registry, 
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		MaxDeliver:     spec.MaxDeliver,
-		BackOff:        spec.BackOff,
-		AckWait:        spec.AckWait,
-		MaxAckPending:  spec.MaxAckPending,
-	}
-	if len(cfg.BackOff) > 0 {
-		cfg.AckWait = 0 // the server derives it from BackOff
+		// BackOff is applied by the handler (NakWithDelay), not by the
+		// server: a server BackOff list would replace AckWait with its
+		// first, short value and redeliver messages whose handler is merely slow.
+		AckWait:       spec.AckWait,
+		MaxAckPending: spec.MaxAckPending,
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, spec.Stream, cfg)
 	if err != nil {

@@ -18,16 +18,17 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// applyScript applies a batch: it refuses if the checkpoint already covers
-// the batch's first event (another writer got there), runs the staged
-// commands, and moves the checkpoint, all atomically.
+// applyScript applies a batch: it refuses unless the stored checkpoint is
+// the one the batch was built on (another writer moved it, or Redis was
+// wiped under the runtime), runs the staged commands, and moves the
+// checkpoint, all atomically.
 //
-// KEYS[1] checkpoint key. ARGV[1] first sequence of the batch, ARGV[2] last
-// sequence, ARGV[3] number of commands, then per command its argument count
-// and arguments.
+// KEYS[1] checkpoint key. ARGV[1] expected checkpoint, ARGV[2] last
+// sequence of the batch, ARGV[3] number of commands, then per command its
+// argument count and arguments.
 var applyScript = redis.NewScript(`
 local cp = tonumber(redis.call('GET', KEYS[1]) or '0')
-if cp >= tonumber(ARGV[1]) then
+if cp ~= tonumber(ARGV[1]) then
   return redis.error_reply('STALE checkpoint ' .. cp)
 end
 local i = 4
@@ -324,7 +325,7 @@ func (r *Runtime) apply(ctx context.Context, cpKey string, batch []jetstream.Msg
 		return pending, nil
 	}
 	args := make([]any, 0, 3+len(tx.ops)*4)
-	args = append(args, first, last, len(tx.ops))
+	args = append(args, cp, last, len(tx.ops))
 	for _, op := range tx.ops {
 		args = append(args, len(op))
 		for _, a := range op {

@@ -253,3 +253,31 @@ func sorted(m map[string]string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// Redis losing the model under a running projector (FLUSHALL, a restart of
+// an unpersisted Redis) makes the next commit fail its checkpoint check;
+// the runtime rebuilds from sequence 1 by itself.
+func TestModelWipedWhileRunningRebuildsItself(t *testing.T) {
+	js, rdb, ks := fixture(t, 4, 2)
+	_, stop := runUntilCaughtUp(t, js, rdb, ks+"ref:")
+	defer stop()
+	r, stop2 := runUntilCaughtUp(t, js, rdb, ks)
+	defer stop2()
+	ctx := context.Background()
+	if err := DeleteModel(ctx, rdb, ks, "counts"); err != nil {
+		t.Fatal(err)
+	}
+	store := eventstore.New(js, events.NewRegistry(), events.Orders)
+	en, _ := events.NewEnvelope("late", events.OrderPlaced{RestaurantID: "r1"}, time.Now(), events.Meta{})
+	if _, err := store.Append(ctx, eventstore.Append{AggregateID: "late", CommandID: "late", Events: []events.Envelope{en}}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 15*time.Second, func() error {
+		want := sorted(dump(t, rdb, ks+"ref:", "counts"))
+		got := sorted(dump(t, rdb, ks, "counts"))
+		if fmt.Sprint(got) != fmt.Sprint(want) || r.Checkpoint() != 9 {
+			return fmt.Errorf("model has %d keys (want %d), checkpoint %d", len(got), len(want), r.Checkpoint())
+		}
+		return nil
+	})
+}

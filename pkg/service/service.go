@@ -214,13 +214,20 @@ func Listen(addr, flagName string) (net.Listener, error) {
 var errAddrInUse = errors.New("address already in use")
 
 // Serve runs an HTTP server on l until ctx ends, then shuts it down
-// gracefully within grace. It never cuts streams with a write timeout.
-func Serve(ctx context.Context, l net.Listener, h http.Handler, grace time.Duration, log *slog.Logger) error {
+// gracefully within grace: it stops accepting, calls onShutdown (to end
+// long-lived streams) and lets requests in flight finish. It never cuts
+// streams with a write timeout.
+func Serve(ctx context.Context, l net.Listener, h http.Handler, grace time.Duration, log *slog.Logger, onShutdown ...func()) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		// Requests keep the values of ctx but not its cancellation: a
+		// command in flight at shutdown completes and gets its answer.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	for _, f := range onShutdown {
+		srv.RegisterOnShutdown(f)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()

@@ -84,6 +84,10 @@ type Gateway struct {
 	hub  *hub.Hub
 	e    *echo.Echo
 	m    *metrics
+
+	// streams ends every SSE stream at shutdown.
+	streams      context.Context
+	closeStreams context.CancelFunc
 }
 
 // New builds the gateway and its routes.
@@ -100,6 +104,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	}
 	deps.Log = deps.Log.With("service", "gateway")
 	g := &Gateway{cfg: cfg, deps: deps, hub: hub.New(deps.Redis, cfg.Keyspace, deps.Log)}
+	g.streams, g.closeStreams = context.WithCancel(context.Background())
 	g.m = newMetrics(deps.Metrics, g.hub)
 	g.e = g.routes()
 	return g, nil
@@ -114,6 +119,10 @@ func (g *Gateway) Echo() *echo.Echo { return g.e }
 // Run holds the notification subscription until ctx ends. Serve the
 // Handler alongside it.
 func (g *Gateway) Run(ctx context.Context) error { return g.hub.Run(ctx) }
+
+// CloseStreams ends every open SSE stream (clients reconnect elsewhere
+// with Last-Event-ID). Call it when the HTTP server starts shutting down.
+func (g *Gateway) CloseStreams() { g.closeStreams() }
 
 // Ready is closed once live notifications flow.
 func (g *Gateway) Ready() <-chan struct{} { return g.hub.Ready() }

@@ -236,12 +236,15 @@ func (g *Gateway) cancelOrder(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	cmd := ordersapi.CancelCommand{OrderID: id, Reason: reason, CancelledBy: "customer", IdempotencyKey: c.Request().Header.Get(HeaderIdempotencyKey), CorrelationID: c.Get("request_id").(string)}
+	cmd := ordersapi.CancelCommand{OrderID: id, Reason: reason, CancelledBy: "customer", IdempotencyKey: c.Request().Header.Get(HeaderIdempotencyKey), CorrelationID: c.Get("request_id").(string), TraceParent: c.Request().Header.Get("traceparent")}
 	reply, err := g.command(c.Request().Context(), ordersapi.SubjectCancel, cmd)
 	if err != nil {
 		return err
 	}
 	g.awaitProjection(c, reply)
+	if reply.Replayed {
+		c.Response().Header().Set(HeaderReplayed, "true")
+	}
 	return c.JSON(http.StatusOK, reply.Order)
 }
 

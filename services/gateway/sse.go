@@ -76,6 +76,8 @@ func (g *Gateway) trackOrder(c echo.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-g.streams.Done():
+			return nil
 		case <-heartbeat.C:
 			if _, err := fmt.Fprint(res, ": heartbeat\n\n"); err != nil {
 				return nil

@@ -68,5 +68,5 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 		return err
 	}
 	go func() { _ = g.Run(ctx) }()
-	return service.Serve(ctx, l, g.Handler(), 10*time.Second, log)
+	return service.Serve(ctx, l, g.Handler(), 10*time.Second, log, g.CloseStreams)
 }

@@ -86,7 +86,10 @@ func (c *Commands) Place(ctx context.Context, cmd ordersapi.PlaceCommand) (order
 	if err != nil {
 		return ordersapi.CommandReply{}, err
 	}
-	if _, err := c.vault.PutAddress(ctx, orderID, *req.Address); err != nil {
+	if _, err := c.vault.PutAddress(ctx, orderID, *req.Address); errors.Is(err, ErrAddressConflict) {
+		// Only an Idempotency-Key names an existing order: same key, other body.
+		return ordersapi.CommandReply{}, ErrIdempotencyMismatch
+	} else if err != nil {
 		return ordersapi.CommandReply{}, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err)
 	}
 	meta := events.Meta{CorrelationID: orEmpty(cmd.CorrelationID, orderID), CausationID: commandID, TraceParent: cmd.TraceParent}

@@ -30,12 +30,16 @@ type Endpoints struct {
 // Wait blocks until every command in flight has been answered.
 func (e *Endpoints) Wait() { e.wg.Wait() }
 
+// The handler deadline (8 s) stays below the gateway's command timeout
+// (10 s), so a slow command is answered with a 503 from here rather than
+// left to time out at the caller while it may still be stored.
+
 // NewEndpoints returns the endpoint handlers; concurrency bounds commands in flight.
 func NewEndpoints(ctx context.Context, cmds *Commands, log *slog.Logger, concurrency int) *Endpoints {
 	if concurrency <= 0 {
 		concurrency = 256
 	}
-	return &Endpoints{cmds: cmds, log: log, sem: make(chan struct{}, concurrency), timeout: 10 * time.Second, baseCtx: ctx}
+	return &Endpoints{cmds: cmds, log: log, sem: make(chan struct{}, concurrency), timeout: 8 * time.Second, baseCtx: ctx}
 }
 
 // Register adds the endpoints to a micro service.

@@ -1,8 +1,10 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/awesome-pizza/pizza/services/orders/ordersapi"
@@ -40,15 +42,31 @@ func OpenVault(ctx context.Context, js jetstream.JetStream, replicas int, storag
 // AddressRef is the reference an order's events carry for its address.
 func AddressRef(orderID string) string { return "address." + orderID }
 
+// ErrAddressConflict reports an attempt to store another address for an
+// order that already has one (an Idempotency-Key reused with another body).
+var ErrAddressConflict = errors.New("vault: the order already has a different address")
+
 // PutAddress stores the delivery address of an order and returns its
-// reference. Storing the same address again is harmless (retries).
+// reference. It never overwrites: storing the same address again (a retry)
+// succeeds, a different one fails with ErrAddressConflict.
 func (v *Vault) PutAddress(ctx context.Context, orderID string, a ordersapi.Address) (string, error) {
 	ref := AddressRef(orderID)
 	b, err := json.Marshal(a)
 	if err != nil {
 		return "", err
 	}
-	if _, err := v.kv.Put(ctx, ref, b); err != nil {
+	_, err = v.kv.Create(ctx, ref, b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		existing, gerr := v.kv.Get(ctx, ref)
+		if gerr != nil {
+			return "", fmt.Errorf("vault: read address of %s: %w", orderID, gerr)
+		}
+		if !bytes.Equal(existing.Value(), b) {
+			return "", ErrAddressConflict
+		}
+		return ref, nil
+	}
+	if err != nil {
 		return "", fmt.Errorf("vault: store address of %s: %w", orderID, err)
 	}
 	return ref, nil
