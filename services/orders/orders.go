@@ -31,6 +31,11 @@ type Config struct {
 	Streams     eventstore.StreamOptions
 	CacheSize   int // aggregates kept in memory
 	Concurrency int // commands handled at once
+	// TimeScale speeds up platform time (stuck-order thresholds). Default 1.
+	TimeScale float64
+	// StuckCheckInterval is how often stuck orders are looked for.
+	// Default 30s divided by TimeScale.
+	StuckCheckInterval time.Duration
 }
 
 // Deps are the connections and collaborators the service runs with.
@@ -52,7 +57,10 @@ type Service struct {
 	proj *projection.Runtime
 	svc  micro.Service
 	eps  *app.Endpoints
+	saga *app.Saga
 	wg   sync.WaitGroup
+	// stopBackground ends the projector and the stuck detector.
+	stopBackground context.CancelFunc
 }
 
 // New checks the configuration and returns a service ready to Start.
@@ -75,6 +83,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if cfg.CacheSize == 0 {
 		cfg.CacheSize = 10_000
 	}
+	if cfg.TimeScale <= 0 {
+		cfg.TimeScale = 1
+	}
+	if cfg.StuckCheckInterval <= 0 {
+		cfg.StuckCheckInterval = time.Duration(float64(30*time.Second) / cfg.TimeScale)
+	}
 	deps.Log = deps.Log.With("service", "orders")
 	return &Service{cfg: cfg, deps: deps}, nil
 }
@@ -82,7 +96,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 // Start provisions the ORDERS stream and the vault, starts the projector
 // and begins serving commands. It returns once commands are being served.
 func (s *Service) Start(ctx context.Context) error {
-	if err := eventstore.Provision(ctx, s.deps.JS, s.cfg.Streams, events.Orders); err != nil {
+	// The saga reads the other contexts' streams: make sure they exist.
+	if err := eventstore.Provision(ctx, s.deps.JS, s.cfg.Streams, events.DomainContexts()...); err != nil {
 		return fmt.Errorf("orders: %w", err)
 	}
 	vault, err := app.OpenVault(ctx, s.deps.JS, s.cfg.Streams.Replicas, s.cfg.Streams.Storage)
@@ -100,11 +115,12 @@ func (s *Service) Start(ctx context.Context) error {
 			}
 		}
 	}
-	s.proj = projection.New(s.deps.JS, s.deps.Redis, s.deps.Registry, app.Projector{}, projection.Options{
+	s.proj = projection.New(s.deps.JS, s.deps.Redis, s.deps.Registry, app.Projector{Keyspace: s.cfg.Keyspace}, projection.Options{
 		Keyspace: s.cfg.Keyspace, Logger: s.deps.Log,
 		OnDeadLetter: func(eventstore.DeadLetter) { deadLetters.Inc() },
 	})
 	projCtx, cancelProj := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopBackground = cancelProj
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -130,6 +146,18 @@ func (s *Service) Start(ctx context.Context) error {
 		cancelProj()
 		return fmt.Errorf("orders: endpoints: %w", err)
 	}
+	s.saga = app.NewSaga(cmds, s.deps.JS, s.deps.Registry, s.deps.Log)
+	if err := s.saga.Start(ctx, func(eventstore.DeadLetter) { deadLetters.Inc() }); err != nil {
+		_ = s.svc.Stop()
+		cancelProj()
+		return fmt.Errorf("orders: %w", err)
+	}
+	detector := app.NewStuckDetector(cmds, s.deps.Redis, s.cfg.Keyspace, s.cfg.TimeScale, s.deps.Clock, s.deps.Log)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		detector.Run(projCtx, s.cfg.StuckCheckInterval)
+	}()
 	s.deps.Log.Info("orders service started", "keyspace", s.cfg.Keyspace)
 	return nil
 }
@@ -139,6 +167,12 @@ func (s *Service) Stop() {
 	if s.svc != nil {
 		_ = s.svc.Stop()
 		s.eps.Wait()
+	}
+	if s.saga != nil {
+		s.saga.Stop()
+	}
+	if s.stopBackground != nil {
+		s.stopBackground()
 	}
 	s.wg.Wait()
 }

@@ -35,6 +35,45 @@ func RestaurantIndexKey(keyspace, restaurantID string) string {
 	return projection.KeyBase(keyspace, ReadModel) + "restaurant:" + restaurantID
 }
 
+// RestaurantOrdersKey is a lexicographically ordered set (all scores 0) of
+// a restaurant's orders, members "<createdAt unix ms, 13 digits>:<orderId>",
+// newest last. With status set, only the orders currently in that status.
+func RestaurantOrdersKey(keyspace, restaurantID, status string) string {
+	base := projection.KeyBase(keyspace, ReadModel) + "byrestaurant:" + restaurantID
+	if status == "" {
+		return base + ":all"
+	}
+	return base + ":status:" + status
+}
+
+// ActiveOrdersKey is a sorted set of non-terminal orders scored by the unix
+// ms of their last status change (for stuck-order detection).
+func ActiveOrdersKey(keyspace string) string {
+	return projection.KeyBase(keyspace, ReadModel) + "active"
+}
+
+// DashboardKey holds a restaurant's order statistics (DashboardOrders).
+func DashboardKey(keyspace, restaurantID string) string {
+	return projection.KeyBase(keyspace, ReadModel) + "dashboard:" + restaurantID
+}
+
+// DashboardOrders is the order part of a restaurant's dashboard.
+type DashboardOrders struct {
+	RestaurantID       string         `json:"restaurantId"`
+	OrdersByStatus     map[string]int `json:"ordersByStatus"`
+	ActiveOrders       int            `json:"activeOrders"`
+	AvgPrepSeconds     float64        `json:"avgPrepSeconds"`
+	AvgDeliverySeconds float64        `json:"avgDeliverySeconds"`
+	PrepSamples        int            `json:"prepSamples"`
+	DeliverySamples    int            `json:"deliverySamples"`
+	StuckOrders        []string       `json:"stuckOrders"`
+	Version            uint64         `json:"version"`
+	LastUpdated        time.Time      `json:"lastUpdated"`
+}
+
+// TerminalStatuses end an order's life.
+var TerminalStatuses = []string{"Delivered", "Cancelled", "Failed"}
+
 // Channel is where the order projector announces every change.
 func Channel(keyspace string) string { return projection.Channel(keyspace, ReadModel) }
 
@@ -92,13 +131,16 @@ type CancelCommand struct {
 // TransitionCommand moves an order to a new status (staff override, and the
 // saga of the other services).
 type TransitionCommand struct {
-	OrderID        string `json:"orderId"`
-	Status         string `json:"status"`
-	Reason         string `json:"reason,omitempty"`
-	ChefID         string `json:"chefId,omitempty"`
-	DriverID       string `json:"driverId,omitempty"`
-	TicketID       string `json:"ticketId,omitempty"`
-	By             string `json:"by,omitempty"`
+	OrderID  string `json:"orderId"`
+	Status   string `json:"status"`
+	Reason   string `json:"reason,omitempty"`
+	ChefID   string `json:"chefId,omitempty"`
+	DriverID string `json:"driverId,omitempty"`
+	TicketID string `json:"ticketId,omitempty"`
+	By       string `json:"by,omitempty"`
+	// Override marks a staff member forcing the transition by hand; it is
+	// recorded as order_status_overridden next to the transition.
+	Override       bool   `json:"override,omitempty"`
 	IdempotencyKey string `json:"idempotencyKey,omitempty"`
 	CorrelationID  string `json:"correlationId,omitempty"`
 	TraceParent    string `json:"traceparent,omitempty"`
@@ -132,7 +174,10 @@ type OrderView struct {
 	CancellationReason    string         `json:"cancellationReason,omitempty"`
 	FailureReason         string         `json:"failureReason,omitempty"`
 	StatusHistory         []StatusChange `json:"statusHistory"`
-	Version               uint64         `json:"version"` // stream sequence of the last applied event
+	// Stuck is set when the order made no progress for longer than its
+	// status allows; the next status change clears it.
+	Stuck   bool   `json:"stuck"`
+	Version uint64 `json:"version"` // stream sequence of the last applied event
 }
 
 // ItemView is a priced order line.

@@ -171,7 +171,11 @@ func (c *Commands) Transition(ctx context.Context, cmd ordersapi.TransitionComma
 	commandID := commandIDFor("transition-"+cmd.Status, cmd.OrderID, cmd.IdempotencyKey)
 	meta := events.Meta{CorrelationID: orEmpty(cmd.CorrelationID, cmd.OrderID), CausationID: commandID, TraceParent: cmd.TraceParent}
 	return c.execute(ctx, cmd.OrderID, commandID, meta, func(o *domain.Order) ([]events.Event, error) {
-		return o.Transition(to, domain.TransitionDetails{Reason: cmd.Reason, By: cmd.By, ChefID: cmd.ChefID, DriverID: cmd.DriverID, TicketID: cmd.TicketID})
+		evs, err := o.Transition(to, domain.TransitionDetails{Reason: cmd.Reason, By: cmd.By, ChefID: cmd.ChefID, DriverID: cmd.DriverID, TicketID: cmd.TicketID})
+		if err != nil || !cmd.Override {
+			return evs, err
+		}
+		return append(evs, events.OrderStatusOverridden{Status: string(to), By: cmd.By, Reason: cmd.Reason}), nil
 	})
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/events"
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
@@ -11,29 +13,28 @@ import (
 	"github.com/awesome-pizza/pizza/services/orders/ordersapi"
 )
 
-// Projector builds the order read model: one JSON view per order, an index
-// of each restaurant's orders by creation time, and a notification per
-// change for live tracking.
-type Projector struct{}
+// Projector builds the order read model: one JSON view per order, the
+// per-restaurant listings (all and by status), the set of active orders
+// for stuck detection, each restaurant's order dashboard, and a
+// notification per change for live tracking.
+type Projector struct {
+	Keyspace string
+}
 
 func (Projector) Name() string     { return ordersapi.ReadModel }
 func (Projector) Stream() string   { return events.Orders.Stream }
 func (Projector) Filter() []string { return []string{events.Orders.Wildcard()} }
 
-// Apply folds one order event into the order's view.
-func (Projector) Apply(ctx context.Context, tx *projection.Tx, rec eventstore.Record) error {
+// Apply folds one order event into the model.
+func (p Projector) Apply(ctx context.Context, tx *projection.Tx, rec eventstore.Record) error {
 	id := rec.Envelope.AggregateID
 	key := tx.Key("order", id)
 	var view ordersapi.OrderView
-	raw, ok, err := tx.Get(ctx, key)
-	if err != nil {
+	if err := getJSON(ctx, tx, key, &view); err != nil {
 		return err
 	}
-	if ok {
-		if err := json.Unmarshal([]byte(raw), &view); err != nil {
-			return fmt.Errorf("order view %s is corrupt: %w", id, err)
-		}
-	}
+	before := view.Status
+	wasStuck := view.Stuck
 	if err := applyToView(&view, rec.Envelope, rec.Event, rec.Seq); err != nil {
 		return err
 	}
@@ -42,13 +43,103 @@ func (Projector) Apply(ctx context.Context, tx *projection.Tx, rec eventstore.Re
 		return err
 	}
 	tx.Set(key, string(b))
-	if _, placed := rec.Event.(events.OrderPlaced); placed {
-		tx.ZAdd(tx.Key("restaurant", view.RestaurantID), float64(view.CreatedAt.UnixMilli()), id)
+
+	rid := view.RestaurantID
+	member := fmt.Sprintf("%013d:%s", view.CreatedAt.UnixMilli(), id)
+	if before == "" {
+		tx.ZAdd(ordersapi.RestaurantOrdersKey(p.Keyspace, rid, ""), 0, member)
 	}
+	if view.Status != before {
+		if before != "" {
+			tx.ZRem(ordersapi.RestaurantOrdersKey(p.Keyspace, rid, before), member)
+		}
+		tx.ZAdd(ordersapi.RestaurantOrdersKey(p.Keyspace, rid, view.Status), 0, member)
+		if slices.Contains(ordersapi.TerminalStatuses, view.Status) {
+			tx.ZRem(ordersapi.ActiveOrdersKey(p.Keyspace), id)
+		} else {
+			tx.ZAdd(ordersapi.ActiveOrdersKey(p.Keyspace), float64(view.LastUpdated.UnixMilli()), id)
+		}
+	}
+	if err := p.updateDashboard(ctx, tx, view, before, wasStuck, rec.Seq); err != nil {
+		return err
+	}
+
 	note, err := json.Marshal(ordersapi.Notification{OrderID: id, Seq: rec.Seq, Order: view})
 	if err != nil {
 		return err
 	}
 	tx.Notify(string(note))
 	return nil
+}
+
+func (p Projector) updateDashboard(ctx context.Context, tx *projection.Tx, view ordersapi.OrderView, before string, wasStuck bool, seq uint64) error {
+	key := ordersapi.DashboardKey(p.Keyspace, view.RestaurantID)
+	d := ordersapi.DashboardOrders{RestaurantID: view.RestaurantID, OrdersByStatus: map[string]int{}, StuckOrders: []string{}}
+	if err := getJSON(ctx, tx, key, &d); err != nil {
+		return err
+	}
+	if view.Status != before {
+		if before != "" {
+			d.OrdersByStatus[before]--
+			if d.OrdersByStatus[before] <= 0 {
+				delete(d.OrdersByStatus, before)
+			}
+		}
+		d.OrdersByStatus[view.Status]++
+		switch view.Status {
+		case "ReadyForPickup":
+			if start, ok := firstAt(view.StatusHistory, "Preparing"); ok {
+				d.AvgPrepSeconds = runningMean(d.AvgPrepSeconds, d.PrepSamples, view.LastUpdated.Sub(start))
+				d.PrepSamples++
+			}
+		case "Delivered":
+			if start, ok := firstAt(view.StatusHistory, "PickedUp"); ok {
+				d.AvgDeliverySeconds = runningMean(d.AvgDeliverySeconds, d.DeliverySamples, view.LastUpdated.Sub(start))
+				d.DeliverySamples++
+			}
+		}
+	}
+	if view.Stuck && !wasStuck {
+		d.StuckOrders = append(d.StuckOrders, view.OrderID)
+	} else if wasStuck && !view.Stuck {
+		d.StuckOrders = slices.DeleteFunc(d.StuckOrders, func(s string) bool { return s == view.OrderID })
+	}
+	d.ActiveOrders = 0
+	for st, n := range d.OrdersByStatus {
+		if !slices.Contains(ordersapi.TerminalStatuses, st) {
+			d.ActiveOrders += n
+		}
+	}
+	d.Version = seq
+	d.LastUpdated = view.LastUpdated
+	b, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	tx.Set(key, string(b))
+	return nil
+}
+
+func getJSON(ctx context.Context, tx *projection.Tx, key string, dst any) error {
+	raw, ok, err := tx.Get(ctx, key)
+	if err != nil || !ok {
+		return err
+	}
+	if err := json.Unmarshal([]byte(raw), dst); err != nil {
+		return fmt.Errorf("read model key %s is corrupt: %w", key, err)
+	}
+	return nil
+}
+
+func firstAt(h []ordersapi.StatusChange, status string) (time.Time, bool) {
+	for _, c := range h {
+		if c.Status == status {
+			return c.At, true
+		}
+	}
+	return time.Time{}, false
+}
+
+func runningMean(mean float64, n int, d time.Duration) float64 {
+	return mean + (d.Seconds()-mean)/float64(n+1)
 }

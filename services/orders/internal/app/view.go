@@ -72,16 +72,25 @@ func applyToView(v *ordersapi.OrderView, env events.Envelope, ev events.Event, s
 	case events.OrderFailed:
 		status = string(domain.Failed)
 		v.FailureReason = e.Reason
+	case events.OrderStuckDetected:
+		v.Stuck = true
+	case events.OrderStatusOverridden:
+		// Recorded next to the transition it explains; the view shows the
+		// transition itself.
 	default:
 		return fmt.Errorf("order view: unhandled event %s", events.Name(env.Type, env.Version))
 	}
 	if v.OrderID == "" {
 		return fmt.Errorf("order view: %s for order %s before order_placed", env.Type, env.AggregateID)
 	}
+	v.Version = seq
+	if status == "" {
+		return nil
+	}
 	v.Status = status
+	v.Stuck = false
 	v.LastUpdated = at
 	v.StatusHistory = append(slices.Clip(v.StatusHistory), ordersapi.StatusChange{Status: status, At: at})
-	v.Version = seq
 	return nil
 }
 
