@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/service"
 )
@@ -13,6 +14,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var (
 		cfg                 PlatformConfig
 		logFormat, logLevel string
+		seed                int
 	)
 	fs := flag.NewFlagSet("pizza dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -24,10 +26,16 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	service.StringFlag(fs, &cfg.Keyspace, "keyspace", "pizza:", "prefix of every Redis key of the read models")
 	service.StringFlag(fs, &cfg.Catalog, "catalog", "", "catalogue file (restaurants, menus, staff, stock); empty: the built-in seed")
 	service.FloatFlag(fs, &cfg.TimeScale, "time-scale", 1, "speed of simulated time for kitchen and delivery timers (10 = ten times faster)")
+	service.FloatFlag(fs, &cfg.QCFailureRate, "qc-failure-rate", 0.05, "share of pizzas that fail the kitchen's quality check and are remade")
+	service.IntFlag(fs, &seed, "seed", 0, "seed of the kitchen's quality-check outcomes (0: random)")
 	service.StringFlag(fs, &logFormat, "log-format", "text", "log format: text or json")
 	service.StringFlag(fs, &logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	cfg.Seed = int64(seed)
+	if cfg.Seed == 0 {
+		cfg.Seed = time.Now().UnixNano()
 	}
 	log := service.NewLogger(stderr, logFormat, logLevel)
 	log.Info("starting Awesome Pizza", "http_addr", cfg.HTTPAddr, "nats_addr", cfg.NATSAddr, "mqtt_addr", cfg.MQTTAddr,

@@ -26,9 +26,11 @@ require (
 	github.com/awesome-pizza/pizza/pkg/service v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/testkit v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/gateway v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/services/kitchen v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/orders v0.0.0-00010101000000-000000000000
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
+	github.com/prometheus/client_golang v1.25.0
 	github.com/redis/go-redis/v9 v9.23.0
 )
 
@@ -50,7 +52,6 @@ require (
 	github.com/nats-io/jwt/v2 v2.8.3 // indirect
 	github.com/nats-io/nkeys v0.4.17 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
-	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect

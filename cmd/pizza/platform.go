@@ -17,10 +17,12 @@ import (
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
 	"github.com/awesome-pizza/pizza/pkg/service"
 	"github.com/awesome-pizza/pizza/services/gateway"
+	"github.com/awesome-pizza/pizza/services/kitchen"
 	"github.com/awesome-pizza/pizza/services/orders"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // PlatformConfig is the configuration of the in-process platform.
@@ -33,21 +35,28 @@ type PlatformConfig struct {
 	Keyspace  string
 	TimeScale float64
 	Catalog   string
+	// QCFailureRate is the share of pizzas failing the kitchen's quality
+	// check; Seed makes those failures reproducible.
+	QCFailureRate float64
+	Seed          int64
 }
 
 // Platform is every service of Awesome Pizza in one process, wired to an
 // embedded nats-server whose JetStream store lives under the data dir.
 type Platform struct {
-	cfg  PlatformConfig
-	log  *slog.Logger
-	cat  *catalog.Catalog
-	ns   *server.Server
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	rds  *redisBackend
-	ord  *orders.Service
-	gw   *gateway.Gateway
-	http net.Listener
+	cfg PlatformConfig
+	log *slog.Logger
+	cat *catalog.Catalog
+	ns  *server.Server
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	rds *redisBackend
+	gw  *gateway.Gateway
+
+	services []*component
+	metrics  *prometheus.Registry
+	runCtx   context.Context
+	http     net.Listener
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -102,28 +111,30 @@ func (p *Platform) Start(ctx context.Context, cfg PlatformConfig, log *slog.Logg
 		return err
 	}
 
-	// Stage 3: services, then the gateway.
+	// Stage 3: the services, each owning its context, then the gateway.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	p.cancel = cancel
-	metrics := service.NewMetrics()
-	p.ord, err = orders.New(orders.Config{Keyspace: cfg.Keyspace}, orders.Deps{
-		NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: metrics,
-	})
-	if err != nil {
-		return err
+	p.cancel, p.runCtx = cancel, runCtx
+	p.metrics = service.NewMetrics()
+	p.services = p.serviceSet()
+	ready := map[string]service.Check{}
+	for _, sv := range p.services {
+		if err := sv.start(runCtx); err != nil {
+			return fmt.Errorf("%s: %w", sv.name, err)
+		}
+		ready[sv.name] = sv.ready()
 	}
-	if err := p.ord.Start(runCtx); err != nil {
-		return err
-	}
+	metrics := p.metrics
 	p.gw, err = gateway.New(gateway.Config{Keyspace: cfg.Keyspace}, gateway.Deps{
 		NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: metrics,
-		Ready: map[string]service.Check{"orders-read-model": p.ord.Ready},
+		Ready: ready,
 	})
 	if err != nil {
 		return err
 	}
 	p.goRun(func() error { return p.gw.Run(runCtx) })
-	p.goRun(func() error { return service.Serve(runCtx, p.http, p.gw.Handler(), 10*time.Second, log, p.gw.CloseStreams) })
+	p.goRun(func() error {
+		return service.Serve(runCtx, p.http, p.gw.Handler(), 10*time.Second, log, p.gw.CloseStreams)
+	})
 	select {
 	case <-p.gw.Ready():
 	case <-time.After(10 * time.Second):
@@ -131,8 +142,16 @@ func (p *Platform) Start(ctx context.Context, cfg PlatformConfig, log *slog.Logg
 	}
 	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
 	defer wcancel()
-	if err := p.ord.Projection().WaitCaughtUp(wctx); err != nil {
-		return fmt.Errorf("order read model did not catch up with the log: %w", err)
+	for _, sv := range p.services {
+		for {
+			if err := sv.ready()(wctx); err == nil {
+				break
+			} else if wctx.Err() != nil {
+				return fmt.Errorf("%s did not catch up with the log: %w", sv.name, err)
+			}
+			t := time.NewTimer(20 * time.Millisecond)
+			<-t.C
+		}
 	}
 	return nil
 }
@@ -145,6 +164,81 @@ func (p *Platform) goRun(fn func() error) {
 			p.errc <- err
 		}
 	}()
+}
+
+// component is one service of the platform, restartable in place (tests
+// kill and restart services mid-load).
+type component struct {
+	name  string
+	build func() (svc, error)
+	cur   svc
+}
+
+// svc is what every service offers the platform.
+type svc interface {
+	Start(ctx context.Context) error
+	Stop()
+	Ready(ctx context.Context) error
+}
+
+func (c *component) start(ctx context.Context) error {
+	s, err := c.build()
+	if err != nil {
+		return err
+	}
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	c.cur = s
+	return nil
+}
+
+func (c *component) stop() {
+	if c.cur != nil {
+		c.cur.Stop()
+		c.cur = nil
+	}
+}
+
+func (c *component) ready() service.Check {
+	return func(ctx context.Context) error {
+		if c.cur == nil {
+			return errors.New("not running")
+		}
+		return c.cur.Ready(ctx)
+	}
+}
+
+// Restart stops a service and starts a fresh instance of it on the same
+// log and Redis, as after a crash.
+func (p *Platform) Restart(name string) error {
+	for _, c := range p.services {
+		if c.name == name {
+			c.stop()
+			return c.start(p.runCtx)
+		}
+	}
+	return fmt.Errorf("no service %q", name)
+}
+
+// serviceSet builds the platform's services.
+func (p *Platform) serviceSet() []*component {
+	cfg, log := p.cfg, p.log
+	streams := eventstore.StreamOptions{Storage: jetstream.FileStorage}
+	qc := cfg.QCFailureRate
+	if qc == 0 {
+		qc = kitchen.NoQCFailures
+	}
+	return []*component{
+		{name: "orders", build: func() (svc, error) {
+			return orders.New(orders.Config{Keyspace: cfg.Keyspace, Streams: streams, TimeScale: cfg.TimeScale},
+				orders.Deps{NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: p.metrics})
+		}},
+		{name: "kitchen", build: func() (svc, error) {
+			return kitchen.New(kitchen.Config{Keyspace: cfg.Keyspace, Streams: streams, TimeScale: cfg.TimeScale, QCFailureRate: qc, Seed: cfg.Seed},
+				kitchen.Deps{NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: p.metrics})
+		}},
+	}
 }
 
 // Err reports a component that stopped on its own.
@@ -220,8 +314,8 @@ func (p *Platform) Stop() {
 	if p.http != nil && p.gw == nil {
 		_ = p.http.Close()
 	}
-	if p.ord != nil {
-		p.ord.Stop()
+	for i := len(p.services) - 1; i >= 0; i-- {
+		p.services[i].stop()
 	}
 	if p.nc != nil {
 		_ = p.nc.Drain()

@@ -25,6 +25,7 @@ require (
 	github.com/awesome-pizza/pizza/pkg/problem v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/service v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/testkit v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/services/kitchen v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/orders v0.0.0-00010101000000-000000000000
 	github.com/getkin/kin-openapi v0.153.0
 	github.com/google/uuid v1.6.0
@@ -75,4 +76,4 @@ replace github.com/awesome-pizza/pizza/services/drivers => ../../services/driver
 
 replace github.com/awesome-pizza/pizza/services/inventory => ../../services/inventory
 
-replace github.com/awesome-pizza/pizza/services/kitchen => ../../services/kitchen
+replace github.com/awesome-pizza/pizza/services/kitchen => ../kitchen

@@ -57,3 +57,5 @@ func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

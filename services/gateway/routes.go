@@ -47,6 +47,9 @@ func (g *Gateway) routes() *echo.Echo {
 	api.GET("/orders/:orderId", g.getOrder)
 	api.POST("/orders/:orderId/cancel", g.cancelOrder, g.limitBody)
 	api.GET("/orders/:orderId/track", g.trackOrder)
+	api.PUT("/orders/:orderId/status", g.overrideStatus, g.limitBody)
+	api.GET("/restaurants/:restaurantId/orders", g.listRestaurantOrders)
+	g.registerKitchen(api)
 	return e
 }
 
@@ -265,24 +268,30 @@ func (g *Gateway) awaitProjection(c echo.Context, reply ordersapi.CommandReply) 
 	c.Response().Header().Set(HeaderConsistency, "ok")
 }
 
-// command sends a command to its service and decodes the reply; a typed
-// error reply becomes the problem it carries.
+// command sends an order command and decodes the reply.
 func (g *Gateway) command(ctx context.Context, subject string, cmd any) (ordersapi.CommandReply, error) {
 	var reply ordersapi.CommandReply
+	err := g.call(ctx, subject, cmd, &reply)
+	return reply, err
+}
+
+// call sends a command to its service over NATS request/reply and decodes
+// the reply into reply; a typed error reply becomes the problem it carries.
+func (g *Gateway) call(ctx context.Context, subject string, cmd, reply any) error {
 	data, err := json.Marshal(cmd)
 	if err != nil {
-		return reply, err
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.CommandTimeout)
 	defer cancel()
 	msg, err := g.deps.NC.RequestWithContext(ctx, subject, data)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return reply, &ordersapi.Problem{Type: ordersapi.TypeUnavailable, Title: "The orders service is unavailable", Status: http.StatusServiceUnavailable, Detail: "no instance is serving " + subject}
+		return &ordersapi.Problem{Type: ordersapi.TypeUnavailable, Title: "The service is unavailable", Status: http.StatusServiceUnavailable, Detail: "no instance is serving " + subject}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return reply, &ordersapi.Problem{Type: ordersapi.TypeUnavailable, Title: "The orders service did not answer in time", Status: http.StatusServiceUnavailable, Detail: "the command may or may not have been applied; retry with the same Idempotency-Key"}
+		return &ordersapi.Problem{Type: ordersapi.TypeUnavailable, Title: "The service did not answer in time", Status: http.StatusServiceUnavailable, Detail: "the command may or may not have been applied; retry with the same Idempotency-Key"}
 	case err != nil:
-		return reply, err
+		return err
 	}
 	if code := msg.Header.Get("Nats-Service-Error-Code"); code != "" {
 		var p ordersapi.Problem
@@ -293,10 +302,30 @@ func (g *Gateway) command(ctx context.Context, subject string, cmd any) (ordersa
 			}
 			p = ordersapi.Problem{Type: ordersapi.TypeInternal, Title: msg.Header.Get("Nats-Service-Error"), Status: status}
 		}
-		return reply, &p
+		return &p
 	}
-	if err := json.Unmarshal(msg.Data, &reply); err != nil {
-		return reply, err
+	return json.Unmarshal(msg.Data, reply)
+}
+
+// awaitCheckpoint waits, bounded, until a read model's checkpoint reaches
+// seq (read-your-writes for commands whose reply names no single document).
+func (g *Gateway) awaitCheckpoint(c echo.Context, key string, seq uint64) {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.ReadYourWritesTimeout)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		cp, err := g.deps.Redis.Get(ctx, key).Uint64()
+		if err == nil && cp >= seq {
+			c.Response().Header().Set(HeaderConsistency, "ok")
+			return
+		}
+		select {
+		case <-ctx.Done():
+			g.m.rywTimeouts.Inc()
+			c.Response().Header().Set(HeaderConsistency, "pending")
+			return
+		case <-tick.C:
+		}
 	}
-	return reply, nil
 }

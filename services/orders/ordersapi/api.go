@@ -71,6 +71,10 @@ type DashboardOrders struct {
 	LastUpdated        time.Time      `json:"lastUpdated"`
 }
 
+// Statuses are the states of an order, happy path first.
+var Statuses = []string{"Created", "Validated", "Queued", "Preparing", "Baking", "QualityCheck", "ReadyForPickup",
+	"DriverAssigned", "PickedUp", "OutForDelivery", "Delivered", "Cancelled", "Failed"}
+
 // TerminalStatuses end an order's life.
 var TerminalStatuses = []string{"Delivered", "Cancelled", "Failed"}
 

@@ -2,13 +2,12 @@ package ordersapi
 
 import (
 	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/awesome-pizza/pizza/pkg/problem"
 
 	"github.com/awesome-pizza/pizza/pkg/catalog"
 	"github.com/awesome-pizza/pizza/pkg/events"
@@ -35,41 +34,7 @@ func DecodePlaceOrder(body []byte) (PlaceOrderRequest, error) {
 	return req, nil
 }
 
-func decodeStrict(body []byte, dst any) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		return decodeProblem(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Malformed("", "the body must hold exactly one JSON object")
-	}
-	return nil
-}
-
-func decodeProblem(err error) *Problem {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.Is(err, io.EOF):
-		return Malformed("", "the body is empty")
-	case errors.As(err, &syn):
-		return Malformed("", fmt.Sprintf("invalid JSON at byte %d: %v", syn.Offset, syn))
-	case errors.As(err, &typ):
-		field := typ.Field
-		if field == "" {
-			field = "(root)"
-		}
-		return Malformed(field, fmt.Sprintf("expected %s, got JSON %s", typ.Type, typ.Value))
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return Malformed(name, "unknown field")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return Malformed("", "the JSON body ends too early")
-	default:
-		return Malformed("", err.Error())
-	}
-}
+func decodeStrict(body []byte, dst any) error { return problem.DecodeStrict(body, dst) }
 
 // Validate checks the values of a request that do not depend on the menu:
 // required fields, enumerations, ranges, id safety. All problems are

@@ -25,7 +25,8 @@ type Hub struct {
 	log      *slog.Logger
 
 	mu       sync.Mutex
-	watchers map[string]map[*Watcher]struct{}
+	watchers map[string]map[*Watcher]struct{} // by order id
+	rwatch   map[string]map[*Watcher]struct{} // by restaurant id
 	count    atomic.Int64
 	ready    chan struct{}
 	once     sync.Once
@@ -33,7 +34,7 @@ type Hub struct {
 
 // New returns a hub for the order read model in keyspace.
 func New(rdb *redis.Client, keyspace string, log *slog.Logger) *Hub {
-	return &Hub{rdb: rdb, keyspace: keyspace, log: log, watchers: map[string]map[*Watcher]struct{}{}, ready: make(chan struct{})}
+	return &Hub{rdb: rdb, keyspace: keyspace, log: log, watchers: map[string]map[*Watcher]struct{}{}, rwatch: map[string]map[*Watcher]struct{}{}, ready: make(chan struct{})}
 }
 
 // Watcher receives the snapshots of one order.
@@ -74,12 +75,23 @@ func (w *Watcher) offer(n *ordersapi.Notification, resync bool) {
 
 // Watch registers a watcher for an order. Call the returned function to stop.
 func (h *Hub) Watch(orderID string) (*Watcher, func()) {
-	w := &Watcher{orderID: orderID, c: make(chan struct{}, 1)}
+	return h.watch(h.watchers, orderID)
+}
+
+// WatchRestaurant registers a watcher signalled on any change of any read
+// model concerning the restaurant (orders, kitchen, drivers, stock). It
+// carries no snapshot: re-read what you show.
+func (h *Hub) WatchRestaurant(restaurantID string) (*Watcher, func()) {
+	return h.watch(h.rwatch, restaurantID)
+}
+
+func (h *Hub) watch(index map[string]map[*Watcher]struct{}, key string) (*Watcher, func()) {
+	w := &Watcher{orderID: key, c: make(chan struct{}, 1)}
 	h.mu.Lock()
-	set := h.watchers[orderID]
+	set := index[key]
 	if set == nil {
 		set = map[*Watcher]struct{}{}
-		h.watchers[orderID] = set
+		index[key] = set
 	}
 	set[w] = struct{}{}
 	h.mu.Unlock()
@@ -87,13 +99,13 @@ func (h *Hub) Watch(orderID string) (*Watcher, func()) {
 	return w, func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if set, ok := h.watchers[orderID]; ok {
+		if set, ok := index[key]; ok {
 			if _, ok := set[w]; ok {
 				delete(set, w)
 				h.count.Add(-1)
 			}
 			if len(set) == 0 {
-				delete(h.watchers, orderID)
+				delete(index, key)
 			}
 		}
 	}
@@ -108,7 +120,8 @@ func (h *Hub) Ready() <-chan struct{} { return h.ready }
 // Run holds the Redis subscription until ctx ends. After a reconnect it
 // tells every watcher to resync from Redis.
 func (h *Hub) Run(ctx context.Context) error {
-	ps := h.rdb.Subscribe(ctx, ordersapi.Channel(h.keyspace))
+	// One pattern subscription covers every read model's channel.
+	ps := h.rdb.PSubscribe(ctx, h.keyspace+"notify:*")
 	// Receive does not return on cancellation while it waits for a
 	// message; closing the subscription does.
 	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
@@ -139,12 +152,19 @@ func (h *Hub) Run(ctx context.Context) error {
 				h.broadcastResync()
 			}
 		case *redis.Message:
-			var n ordersapi.Notification
-			if err := json.Unmarshal([]byte(m.Payload), &n); err != nil {
-				h.log.Warn("bad order notification", "err", err)
+			if m.Channel == ordersapi.Channel(h.keyspace) {
+				var n ordersapi.Notification
+				if err := json.Unmarshal([]byte(m.Payload), &n); err != nil {
+					h.log.Warn("bad order notification", "err", err)
+					continue
+				}
+				h.dispatch(&n)
+				h.signalRestaurant(n.Order.RestaurantID)
 				continue
 			}
-			h.dispatch(&n)
+			if rid := restaurantOf([]byte(m.Payload)); rid != "" {
+				h.signalRestaurant(rid)
+			}
 		}
 	}
 }
@@ -157,14 +177,46 @@ func (h *Hub) dispatch(n *ordersapi.Notification) {
 	}
 }
 
+func (h *Hub) signalRestaurant(rid string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for w := range h.rwatch[rid] {
+		w.offer(nil, false)
+	}
+}
+
 func (h *Hub) broadcastResync() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, set := range h.watchers {
-		for w := range set {
-			w.offer(nil, true)
+	for _, index := range []map[string]map[*Watcher]struct{}{h.watchers, h.rwatch} {
+		for _, set := range index {
+			for w := range set {
+				w.offer(nil, true)
+			}
 		}
 	}
+}
+
+// restaurantOf finds the restaurant a read model's notification concerns:
+// a top-level "restaurantId", or one in a nested object.
+func restaurantOf(payload []byte) string {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(payload, &top) != nil {
+		return ""
+	}
+	var rid string
+	if raw, ok := top["restaurantId"]; ok && json.Unmarshal(raw, &rid) == nil && rid != "" {
+		return rid
+	}
+	for _, raw := range top {
+		var inner struct {
+			RestaurantID string `json:"restaurantId"`
+		}
+		if len(raw) > 0 && raw[0] == '{' && json.Unmarshal(raw, &inner) == nil && inner.RestaurantID != "" {
+			return inner.RestaurantID
+		}
+	}
+	return ""
 }
 
 // ErrNotFound reports an order the read model does not have.

@@ -1,0 +1,82 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/awesome-pizza/pizza/pkg/events"
+	"github.com/awesome-pizza/pizza/services/kitchen/kitchenapi"
+	"github.com/labstack/echo/v4"
+	"github.com/redis/go-redis/v9"
+)
+
+func (g *Gateway) registerKitchen(api *echo.Group) {
+	api.GET("/kitchen/:restaurantId/queue", g.kitchenQueue)
+	api.GET("/kitchen/:restaurantId/stream", g.kitchenStream)
+	api.POST("/kitchen/:restaurantId/chefs/:chefId/break", g.chefBreak, g.limitBody)
+}
+
+// loadKitchen returns the kitchen display of a restaurant (an empty one
+// before the first ticket) and its version.
+func (g *Gateway) loadKitchen(ctx context.Context, rid string) ([]byte, uint64, error) {
+	r, ok := g.deps.Catalog.Restaurant(rid)
+	if !ok {
+		return nil, 0, notFound("Restaurant")
+	}
+	raw, err := g.deps.Redis.Get(ctx, kitchenapi.DisplayKey(g.cfg.Keyspace, rid)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		b, err := jsonMarshal(kitchenapi.EmptyDisplay(r))
+		return b, 0, err
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	var v struct {
+		Version uint64 `json:"version"`
+	}
+	_ = jsonUnmarshal(raw, &v)
+	return raw, v.Version, nil
+}
+
+func (g *Gateway) kitchenQueue(c echo.Context) error {
+	raw, _, err := g.loadKitchen(c.Request().Context(), c.Param("restaurantId"))
+	if err != nil {
+		return err
+	}
+	return c.JSONBlob(http.StatusOK, raw)
+}
+
+// kitchenStream is the live kitchen display: the display on connect, then
+// after every change; id: is the display's version.
+func (g *Gateway) kitchenStream(c echo.Context) error {
+	rid := c.Param("restaurantId")
+	return g.streamRestaurant(c, rid, "kitchen", func(ctx context.Context) (string, []byte, error) {
+		raw, v, err := g.loadKitchen(ctx, rid)
+		return strconv.FormatUint(v, 10), raw, err
+	})
+}
+
+func (g *Gateway) chefBreak(c echo.Context) error {
+	rid, chef := c.Param("restaurantId"), c.Param("chefId")
+	if _, ok := g.deps.Catalog.Restaurant(rid); !ok || events.ValidateID(chef) != nil {
+		return notFound("Chef")
+	}
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	req, err := kitchenapi.DecodeChefBreakRequest(body)
+	if err != nil {
+		return err
+	}
+	cmd := kitchenapi.ChefBreakCommand{ChefID: chef, RestaurantID: rid, OnBreak: req.OnBreak, By: "staff",
+		IdempotencyKey: c.Request().Header.Get(HeaderIdempotencyKey), CorrelationID: c.Get("request_id").(string), TraceParent: c.Request().Header.Get("traceparent")}
+	var reply kitchenapi.ChefBreakReply
+	if err := g.call(c.Request().Context(), kitchenapi.SubjectChefBreak, cmd, &reply); err != nil {
+		return err
+	}
+	g.awaitCheckpoint(c, kitchenapi.CheckpointKey(g.cfg.Keyspace), reply.Seq)
+	return c.JSON(http.StatusOK, reply)
+}
