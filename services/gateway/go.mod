@@ -23,8 +23,10 @@ require (
 	github.com/awesome-pizza/pizza/pkg/events v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/eventstore v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/problem v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/pkg/projection v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/service v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/testkit v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/services/inventory v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/kitchen v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/orders v0.0.0-00010101000000-000000000000
 	github.com/getkin/kin-openapi v0.153.0
@@ -37,7 +39,6 @@ require (
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.9.0-default-no-op // indirect
-	github.com/awesome-pizza/pizza/pkg/projection v0.0.0-00010101000000-000000000000 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/go-openapi/jsonpointer v0.22.5 // indirect
@@ -74,6 +75,6 @@ replace github.com/awesome-pizza/pizza/pkg/problem => ../../pkg/problem
 
 replace github.com/awesome-pizza/pizza/services/drivers => ../../services/drivers
 
-replace github.com/awesome-pizza/pizza/services/inventory => ../../services/inventory
+replace github.com/awesome-pizza/pizza/services/inventory => ../inventory
 
 replace github.com/awesome-pizza/pizza/services/kitchen => ../kitchen

@@ -50,6 +50,7 @@ func (g *Gateway) routes() *echo.Echo {
 	api.PUT("/orders/:orderId/status", g.overrideStatus, g.limitBody)
 	api.GET("/restaurants/:restaurantId/orders", g.listRestaurantOrders)
 	g.registerKitchen(api)
+	g.registerInventory(api)
 	return e
 }
 
