@@ -19,6 +19,7 @@ replace github.com/awesome-pizza/pizza/services/gateway => ../../services/gatewa
 replace github.com/awesome-pizza/pizza/services/orders => ../../services/orders
 
 require (
+	github.com/awesome-pizza/pizza/pkg/problem v0.0.0-00010101000000-000000000000
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/redis/go-redis/v9 v9.23.0
@@ -40,7 +41,7 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-replace github.com/awesome-pizza/pizza/pkg/problem => ../../pkg/problem
+replace github.com/awesome-pizza/pizza/pkg/problem => ../problem
 
 replace github.com/awesome-pizza/pizza/services/drivers => ../../services/drivers
 

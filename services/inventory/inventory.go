@@ -184,7 +184,7 @@ func (s *Service) Start(ctx context.Context) error {
 		s.Stop()
 		return fmt.Errorf("inventory: micro service: %w", err)
 	}
-	eps := app.NewEndpoints(context.WithoutCancel(ctx), s.cmds, s.deps.Log, s.cfg.Concurrency)
+	eps := app.NewEndpoints(context.WithoutCancel(ctx), s.deps.NC, s.cmds, s.deps.Log, s.cfg.Concurrency)
 	if err := eps.Register(svc); err != nil {
 		_ = svc.Stop()
 		s.Stop()

@@ -179,7 +179,7 @@ func (s *Service) Start(ctx context.Context) error {
 		s.Stop()
 		return fmt.Errorf("kitchen: micro service: %w", err)
 	}
-	eps := app.NewEndpoints(runCtx, app.NewCommands(store, s.deps.Catalog, s.deps.Clock, s.deps.Log), s.deps.Log, s.cfg.Concurrency)
+	eps := app.NewEndpoints(runCtx, s.deps.NC, app.NewCommands(store, s.deps.Catalog, s.deps.Clock, s.deps.Log), s.deps.Log, s.cfg.Concurrency)
 	if err := eps.Register(svc); err != nil {
 		_ = svc.Stop()
 		s.Stop()

@@ -16,6 +16,7 @@ import (
 	"github.com/awesome-pizza/pizza/pkg/events"
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
 	"github.com/awesome-pizza/pizza/pkg/projection"
+	"github.com/awesome-pizza/pizza/pkg/service"
 	"github.com/awesome-pizza/pizza/services/orders/internal/app"
 	"github.com/awesome-pizza/pizza/services/orders/ordersapi"
 	"github.com/nats-io/nats.go"
@@ -56,7 +57,7 @@ type Service struct {
 	deps Deps
 	proj *projection.Runtime
 	svc  micro.Service
-	eps  *app.Endpoints
+	eps  *service.Endpoints
 	saga *app.Saga
 	wg   sync.WaitGroup
 	// stopBackground ends the projector and the stuck detector.
@@ -140,8 +141,9 @@ func (s *Service) Start(ctx context.Context) error {
 		cancelProj()
 		return fmt.Errorf("orders: micro service: %w", err)
 	}
-	s.eps = app.NewEndpoints(context.WithoutCancel(ctx), cmds, s.deps.Log, s.cfg.Concurrency)
-	if err := s.eps.Register(s.svc); err != nil {
+	// Commands in flight at Stop finish: their context outlives the service's.
+	s.eps = service.NewEndpoints(context.WithoutCancel(ctx), s.deps.NC, s.deps.Log, s.cfg.Concurrency, 8*time.Second, app.EdgeProblem)
+	if err := app.Register(s.svc, s.eps, cmds); err != nil {
 		_ = s.svc.Stop()
 		cancelProj()
 		return fmt.Errorf("orders: endpoints: %w", err)

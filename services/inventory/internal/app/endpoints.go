@@ -2,90 +2,50 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
 	"github.com/awesome-pizza/pizza/pkg/problem"
+	"github.com/awesome-pizza/pizza/pkg/service"
 	"github.com/awesome-pizza/pizza/services/inventory/internal/domain"
 	"github.com/awesome-pizza/pizza/services/inventory/inventoryapi"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 )
 
-// Endpoints serves the commands over NATS micro. Each request is handled on
-// its own goroutine (bounded by a semaphore); commands on the same
-// restaurant queue on that restaurant's lock, others proceed.
+// Endpoints serves the commands over NATS micro, each request on its own
+// goroutine (service.Endpoints); commands on the same restaurant are
+// serialised by the aggregate lock.
 type Endpoints struct {
-	cmds    *Commands
-	log     *slog.Logger
-	sem     chan struct{}
-	timeout time.Duration
-	baseCtx context.Context
-	wg      sync.WaitGroup
+	cmds *Commands
+	run  *service.Endpoints
 }
 
 // NewEndpoints returns the endpoint handlers; concurrency bounds commands in flight.
-func NewEndpoints(ctx context.Context, cmds *Commands, log *slog.Logger, concurrency int) *Endpoints {
+func NewEndpoints(ctx context.Context, nc *nats.Conn, cmds *Commands, log *slog.Logger, concurrency int) *Endpoints {
 	if concurrency <= 0 {
 		concurrency = 64
 	}
-	return &Endpoints{cmds: cmds, log: log, sem: make(chan struct{}, concurrency), timeout: 10 * time.Second, baseCtx: ctx}
+	return &Endpoints{cmds: cmds, run: service.NewEndpoints(ctx, nc, log, concurrency, 8*time.Second, func(err error, _ any) *problem.Problem { return ToProblem(err) })}
 }
 
 // Wait blocks until every command in flight has been answered.
-func (e *Endpoints) Wait() { e.wg.Wait() }
+func (e *Endpoints) Wait() { e.run.Wait() }
 
 // Register adds the endpoints to a micro service.
 func (e *Endpoints) Register(svc micro.Service) error {
 	for subject, h := range map[string]micro.HandlerFunc{
-		inventoryapi.SubjectRestock: handle(e, e.cmds.Restock),
-		inventoryapi.SubjectAdjust:  handle(e, e.cmds.Adjust),
+		inventoryapi.SubjectRestock: service.Handle(e.run, e.cmds.Restock),
+		inventoryapi.SubjectAdjust:  service.Handle(e.run, e.cmds.Adjust),
 	} {
-		name := strings.TrimPrefix(subject, "svc.inventory.")
+		name := subject[len("svc.inventory."):]
 		if err := svc.AddEndpoint(name, h, micro.WithEndpointSubject(subject)); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func handle[C any](e *Endpoints, fn func(context.Context, C) (inventoryapi.CommandReply, error)) micro.HandlerFunc {
-	return func(req micro.Request) {
-		e.sem <- struct{}{}
-		e.wg.Add(1)
-		go func() {
-			defer func() { <-e.sem; e.wg.Done() }()
-			var cmd C
-			if err := json.Unmarshal(req.Data(), &cmd); err != nil {
-				respondProblem(req, inventoryapi.Malformed("", "command is not valid JSON: "+err.Error()))
-				return
-			}
-			ctx, cancel := context.WithTimeout(e.baseCtx, e.timeout)
-			defer cancel()
-			reply, err := fn(ctx, cmd)
-			if err != nil {
-				p := ToProblem(err)
-				if p.Status >= 500 {
-					e.log.Error("command failed", "subject", req.Subject(), "err", err)
-				}
-				respondProblem(req, p)
-				return
-			}
-			if err := req.RespondJSON(reply); err != nil {
-				e.log.Warn("reply failed", "subject", req.Subject(), "err", err)
-			}
-		}()
-	}
-}
-
-func respondProblem(req micro.Request, p *inventoryapi.Problem) {
-	b, _ := json.Marshal(p)
-	_ = req.Error(strconv.Itoa(p.Status), p.Title, b)
 }
 
 // ToProblem maps an application or domain error to the problem the caller

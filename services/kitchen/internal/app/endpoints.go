@@ -2,77 +2,40 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
-	"strconv"
-	"sync"
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
 	"github.com/awesome-pizza/pizza/pkg/problem"
+	"github.com/awesome-pizza/pizza/pkg/service"
 	"github.com/awesome-pizza/pizza/services/kitchen/internal/domain"
 	"github.com/awesome-pizza/pizza/services/kitchen/kitchenapi"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 )
 
-// Endpoints serves the kitchen's commands over NATS micro. Each request is
-// handled on its own goroutine, bounded by a semaphore.
+// Endpoints serves the kitchen's commands over NATS micro, each request
+// on its own goroutine (service.Endpoints).
 type Endpoints struct {
-	cmds    *Commands
-	log     *slog.Logger
-	sem     chan struct{}
-	timeout time.Duration
-	baseCtx context.Context
-	wg      sync.WaitGroup
+	cmds *Commands
+	run  *service.Endpoints
 }
 
 // NewEndpoints returns the endpoint handlers; concurrency bounds commands in flight.
-func NewEndpoints(ctx context.Context, cmds *Commands, log *slog.Logger, concurrency int) *Endpoints {
+func NewEndpoints(ctx context.Context, nc *nats.Conn, cmds *Commands, log *slog.Logger, concurrency int) *Endpoints {
 	if concurrency <= 0 {
 		concurrency = 64
 	}
-	return &Endpoints{cmds: cmds, log: log, sem: make(chan struct{}, concurrency), timeout: 10 * time.Second, baseCtx: ctx}
+	return &Endpoints{cmds: cmds, run: service.NewEndpoints(ctx, nc, log, concurrency, 8*time.Second, func(err error, _ any) *problem.Problem { return ToProblem(err) })}
 }
 
 // Wait blocks until every command in flight has been answered.
-func (e *Endpoints) Wait() { e.wg.Wait() }
+func (e *Endpoints) Wait() { e.run.Wait() }
 
 // Register adds the endpoints to a micro service.
 func (e *Endpoints) Register(svc micro.Service) error {
-	return svc.AddEndpoint("chef-break", handle(e, e.cmds.ChefBreak), micro.WithEndpointSubject(kitchenapi.SubjectChefBreak))
-}
-
-func handle[C, R any](e *Endpoints, fn func(context.Context, C) (R, error)) micro.HandlerFunc {
-	return func(req micro.Request) {
-		e.sem <- struct{}{}
-		e.wg.Add(1)
-		go func() {
-			defer func() { <-e.sem; e.wg.Done() }()
-			var cmd C
-			if err := json.Unmarshal(req.Data(), &cmd); err != nil {
-				respondProblem(req, problem.Malformed("", "command is not valid JSON: "+err.Error()))
-				return
-			}
-			ctx, cancel := context.WithTimeout(e.baseCtx, e.timeout)
-			defer cancel()
-			reply, err := fn(ctx, cmd)
-			if err != nil {
-				p := ToProblem(err)
-				if p.Status >= 500 {
-					e.log.Error("command failed", "subject", req.Subject(), "err", err)
-				}
-				respondProblem(req, p)
-				return
-			}
-			_ = req.RespondJSON(reply)
-		}()
-	}
-}
-
-func respondProblem(req micro.Request, p *problem.Problem) {
-	b, _ := json.Marshal(p)
-	_ = req.Error(strconv.Itoa(p.Status), p.Title, b)
+	return svc.AddEndpoint("chef-break", service.Handle(e.run, e.cmds.ChefBreak), micro.WithEndpointSubject(kitchenapi.SubjectChefBreak))
 }
 
 // ToProblem maps an application error to the problem the caller gets.

@@ -2,52 +2,21 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"log/slog"
-	"strconv"
-	"sync"
-	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
+	"github.com/awesome-pizza/pizza/pkg/service"
 	"github.com/awesome-pizza/pizza/services/orders/internal/domain"
 	"github.com/awesome-pizza/pizza/services/orders/ordersapi"
 	"github.com/nats-io/nats.go/micro"
 )
 
-// Endpoints serves the commands over NATS micro. Each request is handled on
-// its own goroutine (bounded by a semaphore), so one slow append does not
-// hold up the others.
-type Endpoints struct {
-	cmds    *Commands
-	log     *slog.Logger
-	sem     chan struct{}
-	timeout time.Duration
-	baseCtx context.Context
-	wg      sync.WaitGroup
-}
-
-// Wait blocks until every command in flight has been answered.
-func (e *Endpoints) Wait() { e.wg.Wait() }
-
-// The handler deadline (8 s) stays below the gateway's command timeout
-// (10 s), so a slow command is answered with a 503 from here rather than
-// left to time out at the caller while it may still be stored.
-
-// NewEndpoints returns the endpoint handlers; concurrency bounds commands in flight.
-func NewEndpoints(ctx context.Context, cmds *Commands, log *slog.Logger, concurrency int) *Endpoints {
-	if concurrency <= 0 {
-		concurrency = 256
-	}
-	return &Endpoints{cmds: cmds, log: log, sem: make(chan struct{}, concurrency), timeout: 8 * time.Second, baseCtx: ctx}
-}
-
-// Register adds the endpoints to a micro service.
-func (e *Endpoints) Register(svc micro.Service) error {
+// Register adds the command endpoints to a micro service; e runs them.
+func Register(svc micro.Service, e *service.Endpoints, cmds *Commands) error {
 	for subject, h := range map[string]micro.HandlerFunc{
-		ordersapi.SubjectPlace:      handle(e, e.cmds.Place),
-		ordersapi.SubjectCancel:     handle(e, e.cmds.Cancel),
-		ordersapi.SubjectTransition: handle(e, e.cmds.Transition),
+		ordersapi.SubjectPlace:      service.Handle(e, cmds.Place),
+		ordersapi.SubjectCancel:     service.Handle(e, cmds.Cancel),
+		ordersapi.SubjectTransition: service.Handle(e, cmds.Transition),
 	} {
 		name := subject[len("svc.orders."):]
 		if err := svc.AddEndpoint(name, h, micro.WithEndpointSubject(subject)); err != nil {
@@ -57,36 +26,10 @@ func (e *Endpoints) Register(svc micro.Service) error {
 	return nil
 }
 
-func handle[C any](e *Endpoints, fn func(context.Context, C) (ordersapi.CommandReply, error)) micro.HandlerFunc {
-	return func(req micro.Request) {
-		e.sem <- struct{}{}
-		e.wg.Add(1)
-		go func() {
-			defer func() { <-e.sem; e.wg.Done() }()
-			var cmd C
-			if err := json.Unmarshal(req.Data(), &cmd); err != nil {
-				respondProblem(req, ordersapi.Malformed("", "command is not valid JSON: "+err.Error()))
-				return
-			}
-			ctx, cancel := context.WithTimeout(e.baseCtx, e.timeout)
-			defer cancel()
-			reply, err := fn(ctx, cmd)
-			if err != nil {
-				p := ToProblem(err, reply)
-				if p.Status >= 500 {
-					e.log.Error("command failed", "subject", req.Subject(), "err", err)
-				}
-				respondProblem(req, p)
-				return
-			}
-			_ = req.RespondJSON(reply)
-		}()
-	}
-}
-
-func respondProblem(req micro.Request, p *ordersapi.Problem) {
-	b, _ := json.Marshal(p)
-	_ = req.Error(strconv.Itoa(p.Status), p.Title, b)
+// EdgeProblem is ToProblem in the shape service.Endpoints expects.
+func EdgeProblem(err error, reply any) *ordersapi.Problem {
+	r, _ := reply.(ordersapi.CommandReply)
+	return ToProblem(err, r)
 }
 
 // ToProblem maps an application error to the problem the caller gets.

@@ -1,0 +1,81 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/awesome-pizza/pizza/pkg/problem"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// Endpoints runs a service's micro command handlers concurrently: each
+// request on its own goroutine, at most Concurrency at once, each within
+// Timeout, answered with JSON or a typed problem reply. micro alone would
+// run one endpoint's requests one after another, so one slow append would
+// hold up every command behind it.
+type Endpoints struct {
+	nc      *nats.Conn
+	log     *slog.Logger
+	sem     chan struct{}
+	timeout time.Duration
+	base    context.Context
+	wg      sync.WaitGroup
+	// ToProblem maps a handler's error (and the reply it returned with it)
+	// to the problem the caller gets.
+	toProblem func(err error, reply any) *problem.Problem
+}
+
+// NewEndpoints returns a runner. base bounds the handlers' lifetime beyond
+// their timeout (pass a context that outlives Stop, so commands in flight
+// finish); toProblem maps errors at the service's edge.
+func NewEndpoints(base context.Context, nc *nats.Conn, log *slog.Logger, concurrency int, timeout time.Duration, toProblem func(error, any) *problem.Problem) *Endpoints {
+	if concurrency <= 0 {
+		concurrency = 256
+	}
+	if timeout <= 0 {
+		timeout = 8 * time.Second
+	}
+	return &Endpoints{nc: nc, log: log, sem: make(chan struct{}, concurrency), timeout: timeout, base: base, toProblem: toProblem}
+}
+
+// Wait blocks until every request in flight has been answered.
+func (e *Endpoints) Wait() { e.wg.Wait() }
+
+// Handle adapts a typed command handler to micro. The command is decoded
+// from JSON; the reply is encoded as JSON; an error becomes a typed micro
+// error whose code is the HTTP status and whose data is the problem.
+func Handle[C, R any](e *Endpoints, fn func(context.Context, C) (R, error)) micro.HandlerFunc {
+	return func(req micro.Request) {
+		// Take what the goroutine needs now: the request must not be used
+		// after this function returns (see RespondJSON).
+		subject, replyTo, data := req.Subject(), req.Reply(), req.Data()
+		e.sem <- struct{}{}
+		e.wg.Add(1)
+		go func() {
+			defer func() { <-e.sem; e.wg.Done() }()
+			var cmd C
+			if err := json.Unmarshal(data, &cmd); err != nil {
+				_ = RespondProblem(e.nc, replyTo, problem.Malformed("", "command is not valid JSON: "+err.Error()))
+				return
+			}
+			ctx, cancel := context.WithTimeout(e.base, e.timeout)
+			defer cancel()
+			reply, err := fn(ctx, cmd)
+			if err != nil {
+				p := e.toProblem(err, reply)
+				if p.Status >= 500 {
+					e.log.Error("command failed", "subject", subject, "err", err)
+				}
+				_ = RespondProblem(e.nc, replyTo, p)
+				return
+			}
+			if err := RespondJSON(e.nc, replyTo, reply); err != nil {
+				e.log.Warn("reply not sent", "subject", subject, "err", err)
+			}
+		}()
+	}
+}
