@@ -25,6 +25,7 @@ require (
 	github.com/awesome-pizza/pizza/pkg/eventstore v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/service v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/testkit v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/services/drivers v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/gateway v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/inventory v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/kitchen v0.0.0-00010101000000-000000000000

@@ -17,6 +17,7 @@ import (
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
 	"github.com/awesome-pizza/pizza/pkg/service"
 	"github.com/awesome-pizza/pizza/services/gateway"
+	"github.com/awesome-pizza/pizza/services/drivers"
 	"github.com/awesome-pizza/pizza/services/inventory"
 	"github.com/awesome-pizza/pizza/services/kitchen"
 	"github.com/awesome-pizza/pizza/services/orders"
@@ -238,6 +239,10 @@ func (p *Platform) serviceSet() []*component {
 		{name: "inventory", build: func() (svc, error) {
 			return inventory.New(inventory.Config{Keyspace: cfg.Keyspace, Streams: streams, TimeScale: cfg.TimeScale},
 				inventory.Deps{NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: p.metrics})
+		}},
+		{name: "drivers", build: func() (svc, error) {
+			return drivers.New(drivers.Config{Keyspace: cfg.Keyspace, Streams: streams, TimeScale: cfg.TimeScale},
+				drivers.Deps{NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: p.metrics})
 		}},
 		{name: "kitchen", build: func() (svc, error) {
 			return kitchen.New(kitchen.Config{Keyspace: cfg.Keyspace, Streams: streams, TimeScale: cfg.TimeScale, QCFailureRate: qc, Seed: cfg.Seed},

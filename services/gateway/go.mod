@@ -26,6 +26,7 @@ require (
 	github.com/awesome-pizza/pizza/pkg/projection v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/service v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/testkit v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/services/drivers v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/inventory v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/kitchen v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/orders v0.0.0-00010101000000-000000000000
@@ -73,7 +74,7 @@ require (
 
 replace github.com/awesome-pizza/pizza/pkg/problem => ../../pkg/problem
 
-replace github.com/awesome-pizza/pizza/services/drivers => ../../services/drivers
+replace github.com/awesome-pizza/pizza/services/drivers => ../drivers
 
 replace github.com/awesome-pizza/pizza/services/inventory => ../inventory
 

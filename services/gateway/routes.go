@@ -51,6 +51,7 @@ func (g *Gateway) routes() *echo.Echo {
 	api.GET("/restaurants/:restaurantId/orders", g.listRestaurantOrders)
 	g.registerKitchen(api)
 	g.registerInventory(api)
+	g.registerDrivers(api)
 	return e
 }
 
