@@ -173,7 +173,14 @@ func (p *Platform) goRun(fn func() error) {
 type component struct {
 	name  string
 	build func() (svc, error)
+	mu    sync.Mutex
 	cur   svc
+}
+
+func (c *component) current() svc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur
 }
 
 // svc is what every service offers the platform.
@@ -191,36 +198,71 @@ func (c *component) start(ctx context.Context) error {
 	if err := s.Start(ctx); err != nil {
 		return err
 	}
+	c.mu.Lock()
 	c.cur = s
+	c.mu.Unlock()
 	return nil
 }
 
 func (c *component) stop() {
-	if c.cur != nil {
-		c.cur.Stop()
-		c.cur = nil
+	c.mu.Lock()
+	s := c.cur
+	c.cur = nil
+	c.mu.Unlock()
+	if s != nil {
+		s.Stop()
 	}
 }
 
 func (c *component) ready() service.Check {
 	return func(ctx context.Context) error {
-		if c.cur == nil {
+		s := c.current()
+		if s == nil {
 			return errors.New("not running")
 		}
-		return c.cur.Ready(ctx)
+		return s.Ready(ctx)
 	}
 }
 
 // Restart stops a service and starts a fresh instance of it on the same
 // log and Redis, as after a crash.
 func (p *Platform) Restart(name string) error {
+	c, err := p.component(name)
+	if err != nil {
+		return err
+	}
+	c.stop()
+	return c.start(p.runCtx)
+}
+
+// StopService stops one service (tests take a service away for a while).
+func (p *Platform) StopService(name string) error {
+	c, err := p.component(name)
+	if err == nil {
+		c.stop()
+	}
+	return err
+}
+
+// StartService starts a stopped service again.
+func (p *Platform) StartService(name string) error {
+	c, err := p.component(name)
+	if err != nil {
+		return err
+	}
+	if c.current() != nil {
+		return fmt.Errorf("%s is running", name)
+	}
+	return c.start(p.runCtx)
+}
+
+func (p *Platform) component(name string) (*component, error) {
 	for _, c := range p.services {
 		if c.name == name {
-			c.stop()
-			return c.start(p.runCtx)
+			return c, nil
 		}
 	}
-	return fmt.Errorf("no service %q", name)
+	return nil, fmt.Errorf("no service %q", name)
 }
 
 // serviceSet builds the platform's services.

@@ -52,6 +52,7 @@ func (g *Gateway) routes() *echo.Echo {
 	g.registerKitchen(api)
 	g.registerInventory(api)
 	g.registerDrivers(api)
+	g.registerDashboard(api)
 	return e
 }
 
