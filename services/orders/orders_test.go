@@ -278,3 +278,23 @@ func TestStaffOverrideIsValidatedAndRecorded(t *testing.T) {
 		t.Fatalf("log %v", got)
 	}
 }
+
+// A command retried with its Idempotency-Key after the order moved on is
+// recognised as already done, not decided again (which would be a 409).
+func TestLateRetryOfACommandIsReplayed(t *testing.T) {
+	f := start(t)
+	o := f.place("downtown")
+	cmd := ordersapi.TransitionCommand{OrderID: o.OrderID, Status: "Queued", By: "manager-1", Override: true, IdempotencyKey: "queue-it"}
+	var first ordersapi.CommandReply
+	f.request(ordersapi.SubjectTransition, cmd, &first)
+	f.emit(events.Kitchen, o.OrderID, events.TicketPreparationStarted{RestaurantID: "downtown", ChefID: "downtown-chef-1", Attempt: 1})
+	f.waitStatus(o.OrderID, "Preparing")
+	var again ordersapi.CommandReply
+	f.request(ordersapi.SubjectTransition, cmd, &again)
+	if !again.Replayed || again.Order.Status != "Preparing" {
+		t.Fatalf("late retry: %+v", again)
+	}
+	if n := len(f.orderLog(o.OrderID)); n != 5 {
+		t.Fatalf("log has %d events, want 5: %v", n, f.orderLog(o.OrderID))
+	}
+}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"container/list"
+	"maps"
 	"sync"
 
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
@@ -11,10 +12,12 @@ import (
 
 // aggregate is an order's state as of stream sequence seq, with its view.
 type aggregate struct {
-	order       domain.Order
-	view        ordersapi.OrderView
-	seq         uint64
-	lastCommand string
+	order domain.Order
+	view  ordersapi.OrderView
+	seq   uint64
+	// commands are the ids of every command stored on the order: a retry
+	// of any of them, however late, is recognised and not decided again.
+	commands map[string]bool
 }
 
 func (a *aggregate) apply(rec eventstore.Record) error {
@@ -23,13 +26,19 @@ func (a *aggregate) apply(rec eventstore.Record) error {
 	}
 	a.order.Apply(rec.Event, rec.Envelope.OccurredAt)
 	a.seq = rec.Seq
-	a.lastCommand = rec.CommandID
+	if rec.CommandID != "" {
+		if a.commands == nil {
+			a.commands = map[string]bool{}
+		}
+		a.commands[rec.CommandID] = true
+	}
 	return nil
 }
 
 func (a *aggregate) clone() *aggregate {
 	c := *a
 	c.view = cloneView(a.view)
+	c.commands = maps.Clone(a.commands)
 	return &c
 }
 

@@ -188,8 +188,9 @@ func (c *Commands) execute(ctx context.Context, orderID, commandID string, meta 
 		if err != nil {
 			return ordersapi.CommandReply{}, err
 		}
-		if agg.lastCommand == commandID {
-			// This command is already the last thing that happened: a retry.
+		if agg.commands[commandID] {
+			// This command is already stored: a retry. Answer with the order
+			// as it is now.
 			return ordersapi.CommandReply{Order: agg.view, Seq: agg.seq, Replayed: true}, nil
 		}
 		order := agg.order
