@@ -23,6 +23,8 @@ type Endpoints struct {
 	sem     chan struct{}
 	timeout time.Duration
 	base    context.Context
+	mu      sync.Mutex // guards closed and wg.Add against Close
+	closed  bool
 	wg      sync.WaitGroup
 	// ToProblem maps a handler's error (and the reply it returned with it)
 	// to the problem the caller gets.
@@ -42,8 +44,29 @@ func NewEndpoints(base context.Context, nc *nats.Conn, log *slog.Logger, concurr
 	return &Endpoints{nc: nc, log: log, sem: make(chan struct{}, concurrency), timeout: timeout, base: base, toProblem: toProblem}
 }
 
-// Wait blocks until every request in flight has been answered.
-func (e *Endpoints) Wait() { e.wg.Wait() }
+// Close refuses requests from now on (answered with 503: micro drains its
+// subscriptions asynchronously, so some may still arrive after the
+// service's Stop) and waits until every request in flight has been answered.
+func (e *Endpoints) Close() {
+	e.mu.Lock()
+	e.closed = true
+	e.mu.Unlock()
+	e.wg.Wait()
+}
+
+// Wait is Close: kept for callers that stop their micro service first.
+func (e *Endpoints) Wait() { e.Close() }
+
+// enter registers a request, or reports that the runner is closed.
+func (e *Endpoints) enter() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	e.wg.Add(1)
+	return true
+}
 
 // Handle adapts a typed command handler to micro. The command is decoded
 // from JSON; the reply is encoded as JSON; an error becomes a typed micro
@@ -53,8 +76,12 @@ func Handle[C, R any](e *Endpoints, fn func(context.Context, C) (R, error)) micr
 		// Take what the goroutine needs now: the request must not be used
 		// after this function returns (see RespondJSON).
 		subject, replyTo, data := req.Subject(), req.Reply(), req.Data()
+		if !e.enter() {
+			_ = RespondProblem(e.nc, replyTo, &problem.Problem{Type: problem.TypeUnavailable, Title: "The service is shutting down", Status: 503,
+				Detail: "retry the command (with the same Idempotency-Key)"})
+			return
+		}
 		e.sem <- struct{}{}
-		e.wg.Add(1)
 		go func() {
 			defer func() { <-e.sem; e.wg.Done() }()
 			var cmd C

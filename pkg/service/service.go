@@ -65,6 +65,16 @@ func FloatFlag(fs *flag.FlagSet, p *float64, name string, def float64, usage str
 	fs.Float64Var(p, name, def, usage+" (env "+EnvName(name)+")")
 }
 
+// BoolFlag defines a bool flag whose default comes from the environment.
+func BoolFlag(fs *flag.FlagSet, p *bool, name string, def bool, usage string) {
+	if v, ok := os.LookupEnv(EnvName(name)); ok {
+		if b, err := strconv.ParseBool(v); err == nil {
+			def = b
+		}
+	}
+	fs.BoolVar(p, name, def, usage+" (env "+EnvName(name)+")")
+}
+
 // IntFlag defines an int flag whose default comes from the environment.
 func IntFlag(fs *flag.FlagSet, p *int, name string, def int, usage string) {
 	if v, ok := os.LookupEnv(EnvName(name)); ok {

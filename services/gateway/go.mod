@@ -74,8 +74,8 @@ require (
 
 replace github.com/awesome-pizza/pizza/pkg/problem => ../../pkg/problem
 
-replace github.com/awesome-pizza/pizza/services/drivers => ../drivers
+replace github.com/awesome-pizza/pizza/services/drivers => ../../services/drivers
 
-replace github.com/awesome-pizza/pizza/services/inventory => ../inventory
+replace github.com/awesome-pizza/pizza/services/inventory => ../../services/inventory
 
-replace github.com/awesome-pizza/pizza/services/kitchen => ../kitchen
+replace github.com/awesome-pizza/pizza/services/kitchen => ../../services/kitchen

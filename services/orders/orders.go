@@ -105,17 +105,9 @@ func (s *Service) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("orders: %w", err)
 	}
-	var deadLetters prometheus.Counter = prometheus.NewCounter(prometheus.CounterOpts{
+	deadLetters := registerCounter(s.deps.Metrics, prometheus.CounterOpts{
 		Name: "pizza_orders_projection_dead_letters_total", Help: "Order events the read-model projector could not apply and parked.",
 	})
-	if s.deps.Metrics != nil {
-		if err := s.deps.Metrics.Register(deadLetters); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				deadLetters = are.ExistingCollector.(prometheus.Counter)
-			}
-		}
-	}
 	s.proj = projection.New(s.deps.JS, s.deps.Redis, s.deps.Registry, app.Projector{Keyspace: s.cfg.Keyspace}, projection.Options{
 		Keyspace: s.cfg.Keyspace, Logger: s.deps.Log,
 		OnDeadLetter: func(eventstore.DeadLetter) { deadLetters.Inc() },
@@ -149,7 +141,10 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("orders: endpoints: %w", err)
 	}
 	s.saga = app.NewSaga(cmds, s.deps.JS, s.deps.Registry, s.deps.Log)
-	if err := s.saga.Start(ctx, func(eventstore.DeadLetter) { deadLetters.Inc() }); err != nil {
+	sagaDeadLetters := registerCounter(s.deps.Metrics, prometheus.CounterOpts{
+		Name: "pizza_orders_saga_dead_letters_total", Help: "Events of other contexts the order saga could not apply after its last retry and parked.",
+	})
+	if err := s.saga.Start(ctx, func(eventstore.DeadLetter) { sagaDeadLetters.Inc() }); err != nil {
 		_ = s.svc.Stop()
 		cancelProj()
 		return fmt.Errorf("orders: %w", err)
@@ -198,4 +193,22 @@ func (s *Service) Ready(context.Context) error {
 		return errors.New("order read model is still catching up with the log")
 	}
 	return nil
+}
+
+// registerCounter registers a counter, or returns the one already
+// registered under the name (a restarted service in the same process).
+func registerCounter(reg prometheus.Registerer, opts prometheus.CounterOpts) prometheus.Counter {
+	c := prometheus.NewCounter(opts)
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(prometheus.Counter); ok {
+				return existing
+			}
+		}
+	}
+	return c
 }

@@ -30,11 +30,6 @@ func OrderKey(keyspace, orderID string) string {
 	return projection.KeyBase(keyspace, ReadModel) + "order:" + orderID
 }
 
-// RestaurantIndexKey is a sorted set of a restaurant's order ids by creation time.
-func RestaurantIndexKey(keyspace, restaurantID string) string {
-	return projection.KeyBase(keyspace, ReadModel) + "restaurant:" + restaurantID
-}
-
 // RestaurantOrdersKey is a lexicographically ordered set (all scores 0) of
 // a restaurant's orders, members "<createdAt unix ms, 13 digits>:<orderId>",
 // newest last. With status set, only the orders currently in that status.

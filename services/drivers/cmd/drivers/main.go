@@ -4,94 +4,43 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
-	"github.com/awesome-pizza/pizza/pkg/catalog"
-	"github.com/awesome-pizza/pizza/pkg/eventstore"
 	"github.com/awesome-pizza/pizza/pkg/service"
 	"github.com/awesome-pizza/pizza/services/drivers"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
-func main() {
-	log := service.NewLogger(os.Stderr, os.Getenv("PIZZA_LOG_FORMAT"), os.Getenv("PIZZA_LOG_LEVEL"))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, log, os.Args[1:]); err != nil {
-		log.Error("drivers stopped", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("drivers", run) }
 
 func run(ctx context.Context, log *slog.Logger, args []string) error {
-	var natsURL, redisURL, keyspace, catalogPath, healthAddr string
-	var replicas int
+	var common service.Common
 	var timeScale float64
+	var manual bool
 	fs := flag.NewFlagSet("drivers", flag.ContinueOnError)
-	service.StringFlag(fs, &natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server(s)", "NATS_URL")
-	service.StringFlag(fs, &redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for read models", "REDIS_URL")
-	service.StringFlag(fs, &keyspace, "keyspace", "pizza:", "prefix of Redis keys")
-	service.StringFlag(fs, &catalogPath, "catalog", "", "catalogue file; empty: the built-in seed")
-	service.StringFlag(fs, &healthAddr, "health-addr", ":8083", "address of /healthz, /readyz and /metrics")
-	service.IntFlag(fs, &replicas, "stream-replicas", 1, "replicas of the streams this service provisions")
+	common.Flags(fs, ":8083")
 	service.FloatFlag(fs, &timeScale, "time-scale", 1, "speed of simulated time for delivery estimates (10 = ten times faster)")
+	service.BoolFlag(fs, &manual, "manual-dispatch", false, "ready orders wait for a manager to assign a driver")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if timeScale <= 0 {
-		return errors.New("--time-scale must be positive")
+	if err := service.CheckTimeScale(timeScale); err != nil {
+		return err
 	}
-	log.Info("starting drivers", "nats_url", service.Redact(natsURL), "redis_url", service.Redact(redisURL), "keyspace", keyspace,
-		"health_addr", healthAddr, "stream_replicas", replicas, "time_scale", timeScale)
-
-	cat, err := catalog.Load(catalogPath)
+	log.Info("starting drivers", append(common.LogValues(), "time_scale", timeScale, "manual_dispatch", manual)...)
+	rt, err := service.Connect(ctx, "drivers", log, common)
 	if err != nil {
 		return err
 	}
-	healthL, err := service.Listen(healthAddr, "health-addr")
+	svc, err := drivers.New(drivers.Config{Keyspace: common.Keyspace, Streams: common.Streams(), TimeScale: timeScale, ManualDispatch: manual},
+		drivers.Deps{NC: rt.NC, JS: rt.JS, Redis: rt.Redis, Catalog: rt.Catalog, Log: log, Metrics: rt.Metrics})
 	if err != nil {
-		return err
-	}
-	nc, err := service.ConnectNATS(natsURL, "drivers", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Drain()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	rdb, err := service.ConnectRedis(ctx, redisURL, log)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	metrics := service.NewMetrics()
-	svc, err := drivers.New(drivers.Config{Keyspace: keyspace, TimeScale: timeScale, Streams: eventstore.StreamOptions{Replicas: replicas, Storage: jetstream.FileStorage}},
-		drivers.Deps{NC: nc, JS: js, Redis: rdb, Catalog: cat, Log: log, Metrics: metrics})
-	if err != nil {
+		rt.Close()
 		return err
 	}
 	if err := svc.Start(ctx); err != nil {
+		rt.Close()
 		return err
 	}
-	health := service.HealthHandler(metrics, map[string]service.Check{
-		"nats": func(context.Context) error {
-			if !nc.IsConnected() {
-				return errors.New("not connected to NATS")
-			}
-			return nil
-		},
-		"redis":      func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		"read-model": svc.Ready,
-	})
-	err = service.Serve(ctx, healthL, health, 5*time.Second, log)
-	svc.Stop()
-	return err
+	return rt.Serve(ctx, svc.Ready, svc.Stop)
 }

@@ -4,98 +4,47 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
-	"github.com/awesome-pizza/pizza/pkg/catalog"
-	"github.com/awesome-pizza/pizza/pkg/eventstore"
 	"github.com/awesome-pizza/pizza/pkg/service"
 	"github.com/awesome-pizza/pizza/services/kitchen"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
-func main() {
-	log := service.NewLogger(os.Stderr, os.Getenv("PIZZA_LOG_FORMAT"), os.Getenv("PIZZA_LOG_LEVEL"))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, log, os.Args[1:]); err != nil {
-		log.Error("kitchen stopped", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("kitchen", run) }
 
 func run(ctx context.Context, log *slog.Logger, args []string) error {
-	var natsURL, redisURL, keyspace, catalogPath, healthAddr string
-	var replicas, seed int
+	var common service.Common
+	var seed int
 	var timeScale, qcRate float64
 	fs := flag.NewFlagSet("kitchen", flag.ContinueOnError)
-	service.StringFlag(fs, &natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server(s)", "NATS_URL")
-	service.StringFlag(fs, &redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for read models", "REDIS_URL")
-	service.StringFlag(fs, &keyspace, "keyspace", "pizza:", "prefix of Redis keys")
-	service.StringFlag(fs, &catalogPath, "catalog", "", "catalogue file; empty: the built-in seed")
-	service.StringFlag(fs, &healthAddr, "health-addr", ":8082", "address of /healthz, /readyz and /metrics")
-	service.IntFlag(fs, &replicas, "stream-replicas", 1, "replicas of the streams this service provisions")
+	common.Flags(fs, ":8082")
 	service.FloatFlag(fs, &timeScale, "time-scale", 1, "divides kitchen durations (60: a minute per second)")
-	service.FloatFlag(fs, &qcRate, "qc-failure-rate", kitchen.DefaultQCFailureRate, "share of quality checks that fail, in [0,1); negative: none")
+	service.FloatFlag(fs, &qcRate, "qc-failure-rate", kitchen.DefaultQCFailureRate, "share of quality checks that fail, in [0,1); 0 or negative: none")
 	service.IntFlag(fs, &seed, "qc-seed", 0, "seed of the quality-check outcomes")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log.Info("starting kitchen", "nats_url", service.Redact(natsURL), "redis_url", service.Redact(redisURL), "keyspace", keyspace,
-		"health_addr", healthAddr, "stream_replicas", replicas, "time_scale", timeScale, "qc_failure_rate", qcRate, "qc_seed", seed)
-
+	if err := service.CheckTimeScale(timeScale); err != nil {
+		return err
+	}
+	log.Info("starting kitchen", append(common.LogValues(), "time_scale", timeScale, "qc_failure_rate", qcRate, "qc_seed", seed)...)
 	if qcRate == 0 {
 		qcRate = kitchen.NoQCFailures // an explicit 0 on the command line means "never fail"
 	}
-	cat, err := catalog.Load(catalogPath)
+	rt, err := service.Connect(ctx, "kitchen", log, common)
 	if err != nil {
 		return err
 	}
-	healthL, err := service.Listen(healthAddr, "health-addr")
+	svc, err := kitchen.New(kitchen.Config{Keyspace: common.Keyspace, Streams: common.Streams(), TimeScale: timeScale, QCFailureRate: qcRate, Seed: int64(seed)},
+		kitchen.Deps{NC: rt.NC, JS: rt.JS, Redis: rt.Redis, Catalog: rt.Catalog, Log: log, Metrics: rt.Metrics})
 	if err != nil {
-		return err
-	}
-	nc, err := service.ConnectNATS(natsURL, "kitchen", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Drain()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	rdb, err := service.ConnectRedis(ctx, redisURL, log)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	metrics := service.NewMetrics()
-	svc, err := kitchen.New(kitchen.Config{
-		Keyspace: keyspace, Streams: eventstore.StreamOptions{Replicas: replicas, Storage: jetstream.FileStorage},
-		TimeScale: timeScale, QCFailureRate: qcRate, Seed: int64(seed),
-	}, kitchen.Deps{NC: nc, JS: js, Redis: rdb, Catalog: cat, Log: log, Metrics: metrics})
-	if err != nil {
+		rt.Close()
 		return err
 	}
 	if err := svc.Start(ctx); err != nil {
+		rt.Close()
 		return err
 	}
-	health := service.HealthHandler(metrics, map[string]service.Check{
-		"nats": func(context.Context) error {
-			if !nc.IsConnected() {
-				return errors.New("not connected to NATS")
-			}
-			return nil
-		},
-		"redis":   func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		"kitchen": svc.Ready,
-	})
-	err = service.Serve(ctx, healthL, health, 5*time.Second, log)
-	svc.Stop()
-	return err
+	return rt.Serve(ctx, svc.Ready, svc.Stop)
 }

@@ -6,91 +6,39 @@ import (
 	"context"
 	"flag"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
-	"github.com/awesome-pizza/pizza/pkg/catalog"
-	"github.com/awesome-pizza/pizza/pkg/eventstore"
 	"github.com/awesome-pizza/pizza/pkg/service"
 	"github.com/awesome-pizza/pizza/services/orders"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
-func main() {
-	log := service.NewLogger(os.Stderr, os.Getenv("PIZZA_LOG_FORMAT"), os.Getenv("PIZZA_LOG_LEVEL"))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, log, os.Args[1:]); err != nil {
-		log.Error("orders stopped", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("orders", run) }
 
 func run(ctx context.Context, log *slog.Logger, args []string) error {
-	var natsURL, redisURL, keyspace, catalogPath, healthAddr string
-	var replicas int
+	var common service.Common
+	var timeScale float64
 	fs := flag.NewFlagSet("orders", flag.ContinueOnError)
-	service.StringFlag(fs, &natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server(s)", "NATS_URL")
-	service.StringFlag(fs, &redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for read models", "REDIS_URL")
-	service.StringFlag(fs, &keyspace, "keyspace", "pizza:", "prefix of Redis keys")
-	service.StringFlag(fs, &catalogPath, "catalog", "", "catalogue file; empty: the built-in seed")
-	service.StringFlag(fs, &healthAddr, "health-addr", ":8081", "address of /healthz, /readyz and /metrics")
-	service.IntFlag(fs, &replicas, "stream-replicas", 1, "replicas of the streams this service provisions")
+	common.Flags(fs, ":8081")
+	service.FloatFlag(fs, &timeScale, "time-scale", 1, "divides platform durations (stuck-order thresholds)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log.Info("starting orders", "nats_url", service.Redact(natsURL), "redis_url", service.Redact(redisURL), "keyspace", keyspace, "health_addr", healthAddr, "stream_replicas", replicas)
-
-	cat, err := catalog.Load(catalogPath)
+	if err := service.CheckTimeScale(timeScale); err != nil {
+		return err
+	}
+	log.Info("starting orders", append(common.LogValues(), "time_scale", timeScale)...)
+	rt, err := service.Connect(ctx, "orders", log, common)
 	if err != nil {
 		return err
 	}
-	healthL, err := service.Listen(healthAddr, "health-addr")
+	svc, err := orders.New(orders.Config{Keyspace: common.Keyspace, Streams: common.Streams(), TimeScale: timeScale},
+		orders.Deps{NC: rt.NC, JS: rt.JS, Redis: rt.Redis, Catalog: rt.Catalog, Log: log, Metrics: rt.Metrics})
 	if err != nil {
-		return err
-	}
-	nc, err := service.ConnectNATS(natsURL, "orders", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Drain()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	rdb, err := service.ConnectRedis(ctx, redisURL, log)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	metrics := service.NewMetrics()
-	svc, err := orders.New(orders.Config{Keyspace: keyspace, Streams: eventstore.StreamOptions{Replicas: replicas, Storage: jetstream.FileStorage}},
-		orders.Deps{NC: nc, JS: js, Redis: rdb, Catalog: cat, Log: log, Metrics: metrics})
-	if err != nil {
+		rt.Close()
 		return err
 	}
 	if err := svc.Start(ctx); err != nil {
+		rt.Close()
 		return err
 	}
-	health := service.HealthHandler(metrics, map[string]service.Check{
-		"nats":       func(context.Context) error { return natsConnected(nc.IsConnected()) },
-		"redis":      func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		"read-model": svc.Ready,
-	})
-	err = service.Serve(ctx, healthL, health, 5*time.Second, log)
-	svc.Stop()
-	return err
-}
-
-type notConnected struct{}
-
-func (notConnected) Error() string { return "not connected to NATS" }
-
-func natsConnected(ok bool) error {
-	if ok {
-		return nil
-	}
-	return notConnected{}
+	return rt.Serve(ctx, svc.Ready, svc.Stop)
 }
