@@ -39,6 +39,8 @@ type Restaurant struct {
 	Name     string          `json:"name"`
 	Address  string          `json:"address"`
 	Location events.GeoPoint `json:"location"`
+	// DeliveryFeeCents is added to every order's subtotal.
+	DeliveryFeeCents int64 `json:"deliveryFeeCents,omitempty"`
 	// Pizzas lists the pizza types this branch sells; empty means all.
 	Pizzas  []string         `json:"pizzas,omitempty"`
 	Chefs   []Chef           `json:"chefs"`
@@ -129,6 +131,9 @@ func (c *Catalog) validate() error {
 	}
 	seen := map[string]bool{}
 	for _, r := range c.Restaurants {
+		if r.DeliveryFeeCents < 0 {
+			return fmt.Errorf("restaurant %q has a negative delivery fee", r.ID)
+		}
 		if err := events.ValidateID(r.ID); err != nil {
 			return fmt.Errorf("restaurant %q: %w", r.ID, err)
 		}

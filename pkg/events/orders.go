@@ -1,6 +1,10 @@
 package events
 
-import "time"
+import (
+	"encoding/json"
+	"errors"
+	"time"
+)
 
 // Order events: produced by the orders service on subject orders.<orderId>
 // of stream ORDERS. Every state change of an order is one of these.
@@ -26,10 +30,16 @@ type GeoPoint struct {
 // Personal data is not in the payload: the street address is held in the
 // personal-data vault under AddressRef so it can be erased without
 // rewriting the log; the customer is a pseudonymous id.
+//
+// Version 2 splits the price into the items' subtotal and the delivery
+// fee (TotalCents = SubtotalCents + DeliveryFeeCents). Stored v1 events are
+// upcast on read: their total was the subtotal and no fee was charged.
 type OrderPlaced struct {
 	RestaurantID        string      `json:"restaurantId"`
 	CustomerID          string      `json:"customerId"`
 	Items               []OrderItem `json:"items"`
+	SubtotalCents       int64       `json:"subtotalCents"`
+	DeliveryFeeCents    int64       `json:"deliveryFeeCents"`
 	TotalCents          int64       `json:"totalCents"`
 	Currency            string      `json:"currency"`
 	PaymentMethod       string      `json:"paymentMethod"`
@@ -42,7 +52,23 @@ type OrderPlaced struct {
 }
 
 func (OrderPlaced) EventType() string { return "order_placed" }
-func (OrderPlaced) EventVersion() int { return 1 }
+func (OrderPlaced) EventVersion() int { return 2 }
+
+// upcastOrderPlacedV1 turns an order_placed.v1 payload into v2: the v1
+// total becomes the subtotal, with no delivery fee. Unknown fields are kept.
+func upcastOrderPlacedV1(data json.RawMessage) (json.RawMessage, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return nil, err
+	}
+	total, ok := fields["totalCents"]
+	if !ok {
+		return nil, errors.New("order_placed.v1 without totalCents")
+	}
+	fields["subtotalCents"] = total
+	fields["deliveryFeeCents"] = json.RawMessage("0")
+	return json.Marshal(fields)
+}
 
 // OrderValidated records that the order passed validation against the
 // restaurant's menu and is accepted for fulfilment.
@@ -167,6 +193,7 @@ func (OrderStatusOverridden) EventVersion() int { return 1 }
 // RegisterOrderEvents adds every order event to r.
 func RegisterOrderEvents(r *Registry) {
 	Register[OrderPlaced](r)
+	r.RegisterUpcaster("order_placed", 1, upcastOrderPlacedV1)
 	Register[OrderValidated](r)
 	Register[OrderQueued](r)
 	Register[OrderPreparationStarted](r)

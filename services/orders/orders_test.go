@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -296,5 +297,35 @@ func TestLateRetryOfACommandIsReplayed(t *testing.T) {
 	}
 	if n := len(f.orderLog(o.OrderID)); n != 5 {
 		t.Fatalf("log has %d events, want 5: %v", n, f.orderLog(o.OrderID))
+	}
+}
+
+// An order_placed.v1 stored by an older build (the committed fixture) is
+// upcast and projected like a new one, and its order can still be changed.
+func TestStoredV1OrderIsProjectedAndUsable(t *testing.T) {
+	f := start(t)
+	raw, err := os.ReadFile("../../pkg/events/testdata/v1/order_placed.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := events.UnmarshalEnvelope(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := nats.NewMsg(events.Orders.Subject(env.AggregateID))
+	msg.Data = raw
+	msg.Header.Set(events.HeaderType, env.Type)
+	msg.Header.Set(events.HeaderVersion, "1")
+	if _, err := f.js.PublishMsg(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+	v := f.waitStatus(env.AggregateID, "Created")
+	if v.TotalCents != 3498 || v.Items[0].UnitPriceCents != 1749 {
+		t.Fatalf("projected %+v", v)
+	}
+	var reply ordersapi.CommandReply
+	f.request(ordersapi.SubjectCancel, ordersapi.CancelCommand{OrderID: env.AggregateID, Reason: "old order"}, &reply)
+	if reply.Order.Status != "Cancelled" || reply.Order.TotalCents != 3498 {
+		t.Fatalf("cancel of a v1 order: %+v", reply.Order)
 	}
 }

@@ -190,3 +190,17 @@ func TestPlaceRejectsWhatTheMenuDoesNotHave(t *testing.T) {
 		t.Fatalf("second placement: %v", err)
 	}
 }
+
+func TestPlaceAddsTheRestaurantsDeliveryFee(t *testing.T) {
+	cat := catalog.Default()
+	r, _ := cat.Restaurant("downtown")
+	r.DeliveryFeeCents = 250
+	evs, err := New("o1").Place(validInput(), cat, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := evs[0].(events.OrderPlaced)
+	if p.SubtotalCents != 3498 || p.DeliveryFeeCents != 250 || p.TotalCents != 3748 {
+		t.Fatalf("priced %+v", p)
+	}
+}

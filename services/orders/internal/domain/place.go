@@ -61,12 +61,13 @@ func (o *Order) Place(in PlaceInput, menu *catalog.Catalog, now time.Time) ([]ev
 		return nil, ErrAlreadyPlaced
 	}
 	var fields []FieldError
-	if _, ok := menu.Restaurant(in.RestaurantID); !ok {
+	restaurant, ok := menu.Restaurant(in.RestaurantID)
+	if !ok {
 		fields = append(fields, FieldError{"restaurantId", fmt.Sprintf("no restaurant %q", in.RestaurantID)})
 		return nil, &ValidationError{Fields: fields}
 	}
 	items := make([]events.OrderItem, 0, len(in.Items))
-	var total int64
+	var subtotal int64
 	pizzas := 0
 	for i, it := range in.Items {
 		unit, err := menu.Price(in.RestaurantID, it.PizzaType, it.Size, it.Toppings)
@@ -85,7 +86,7 @@ func (o *Order) Place(in PlaceInput, menu *catalog.Catalog, now time.Time) ([]ev
 			continue
 		}
 		line := unit * int64(it.Quantity)
-		total += line
+		subtotal += line
 		pizzas += it.Quantity
 		items = append(items, events.OrderItem{PizzaType: it.PizzaType, Size: it.Size, Toppings: it.Toppings, Quantity: it.Quantity, UnitPriceCents: unit, LineTotalCents: line})
 	}
@@ -98,7 +99,9 @@ func (o *Order) Place(in PlaceInput, menu *catalog.Catalog, now time.Time) ([]ev
 			RestaurantID:        in.RestaurantID,
 			CustomerID:          in.CustomerID,
 			Items:               items,
-			TotalCents:          total,
+			SubtotalCents:       subtotal,
+			DeliveryFeeCents:    restaurant.DeliveryFeeCents,
+			TotalCents:          subtotal + restaurant.DeliveryFeeCents,
 			Currency:            menu.Currency,
 			PaymentMethod:       in.PaymentMethod,
 			DeliveryLocation:    in.Location,
