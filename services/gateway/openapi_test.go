@@ -202,12 +202,22 @@ type harness struct {
 // and the gateway on a real Redis, and serves the gateway over HTTP.
 func startPlatform(t *testing.T, cfg gateway.Config) *harness {
 	t.Helper()
+	return startPlatformWith(t, cfg, nil)
+}
+
+// startPlatformWith is startPlatform; before the orders service starts,
+// more (if set) starts other services on the same connections and keyspace.
+func startPlatformWith(t *testing.T, cfg gateway.Config, more func(t *testing.T, deps platformDeps)) *harness {
+	t.Helper()
 	ns := testkit.RunJetStream(t)
 	nc := testkit.Connect(t, ns)
 	js := testkit.JetStream(t, nc)
 	rdb, prefix := testkit.Redis(t)
 	cat := catalog.Default()
 	log := quietLogger()
+	if more != nil {
+		more(t, platformDeps{NC: nc, JS: js, Redis: rdb, Keyspace: prefix, Catalog: cat, Log: log})
+	}
 
 	svc, err := orders.New(orders.Config{Keyspace: prefix}, orders.Deps{NC: nc, JS: js, Redis: rdb, Catalog: cat, Log: log})
 	if err != nil {
@@ -653,6 +663,10 @@ func TestResponsesConformToDocument(t *testing.T) {
 		if a, b := decodeOrder(t, "cancel with key", first.body), decodeOrder(t, "retried cancel", retry.body); a.Version != b.Version || b.Status != "Cancelled" {
 			t.Errorf("retried cancel: %+v after %+v", b, a)
 		}
+		if first.header.Get("Idempotent-Replayed") != "" || retry.header.Get("Idempotent-Replayed") != "true" {
+			t.Errorf("cancel with key: Idempotent-Replayed %q then %q, want absent then true",
+				first.header.Get("Idempotent-Replayed"), retry.header.Get("Idempotent-Replayed"))
+		}
 
 		r = h.do(t, call{name: "cancel unknown order", method: http.MethodPost, path: "/api/orders/no-such-order/cancel", want: http.StatusNotFound})
 		expectProblem(t, "cancel unknown order", r, ordersapi.TypeNotFound)
@@ -743,7 +757,15 @@ type orderFrame struct {
 // stream. The stream is closed when the test ends.
 func (h *harness) openStream(t *testing.T, name, orderID string, header map[string]string, query string) *sseStream {
 	t.Helper()
-	c := call{name: name, method: http.MethodGet, path: "/api/orders/" + orderID + "/track" + query, header: header, want: http.StatusOK}
+	return h.openSSE(t, name, "/api/orders/"+orderID+"/track"+query, header)
+}
+
+// openSSE opens a Server-Sent Events stream at path (with its query),
+// checks the request and the response's status and headers against the
+// document, and returns the stream. The stream is closed when the test ends.
+func (h *harness) openSSE(t *testing.T, name, path string, header map[string]string) *sseStream {
+	t.Helper()
+	c := call{name: name, method: http.MethodGet, path: path, header: header, want: http.StatusOK}
 	in := h.validateRequest(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	resp, err := h.srv.Client().Do(c.request(t, ctx, h.srv.URL))
