@@ -57,6 +57,9 @@ func (g *Gateway) driverCommand(c echo.Context, subject string, cmd any, status 
 	if pos, err := g.position(c.Request().Context(), view.DriverID); err == nil {
 		view = view.WithPosition(pos)
 	}
+	if status == http.StatusCreated {
+		c.Response().Header().Set(echo.HeaderLocation, "/api/drivers/"+view.DriverID)
+	}
 	return c.JSON(status, view)
 }
 
@@ -131,6 +134,9 @@ func (g *Gateway) reportLocation(c echo.Context) error {
 		return err
 	}
 	g.awaitCheckpoint(c, driversapi.CheckpointKey(g.cfg.Keyspace, reply.ReadModel), reply.Seq)
+	if reply.Replayed {
+		c.Response().Header().Set(HeaderReplayed, "true")
+	}
 	return c.JSON(http.StatusOK, reply.Position)
 }
 

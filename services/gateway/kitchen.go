@@ -78,5 +78,8 @@ func (g *Gateway) chefBreak(c echo.Context) error {
 		return err
 	}
 	g.awaitCheckpoint(c, kitchenapi.CheckpointKey(g.cfg.Keyspace), reply.Seq)
+	if reply.Replayed {
+		c.Response().Header().Set(HeaderReplayed, "true")
+	}
 	return c.JSON(http.StatusOK, reply)
 }

@@ -128,6 +128,9 @@ func (g *Gateway) overrideStatus(c echo.Context) error {
 		return err
 	}
 	g.awaitProjection(c, reply)
+	if reply.Replayed {
+		c.Response().Header().Set(HeaderReplayed, "true")
+	}
 	return c.JSON(http.StatusOK, reply.Order)
 }
 

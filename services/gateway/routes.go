@@ -40,7 +40,7 @@ func (g *Gateway) routes() *echo.Echo {
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(g.deps.Metrics, promhttp.HandlerOpts{Registry: g.deps.Metrics})))
 	e.GET("/openapi.yaml", func(c echo.Context) error { return c.Blob(http.StatusOK, "application/yaml", openAPIDocument) })
 
-	api := e.Group("/api")
+	api := e.Group("/api", checkIdempotencyKey)
 	api.GET("/restaurants", g.listRestaurants)
 	api.GET("/menu/:restaurantId", g.getMenu)
 	api.POST("/orders", g.placeOrder, g.limitBody)
@@ -99,6 +99,16 @@ func (g *Gateway) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 		}
 		r.Body = http.MaxBytesReader(c.Response(), r.Body, g.cfg.MaxBodyBytes)
+		return next(c)
+	}
+}
+
+// checkIdempotencyKey bounds the Idempotency-Key header on every route.
+func checkIdempotencyKey(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if len(c.Request().Header.Get(HeaderIdempotencyKey)) > ordersapi.MaxIdempotencyKey {
+			return ordersapi.Validation(ordersapi.FieldError{Field: HeaderIdempotencyKey, Detail: "is longer than " + strconv.Itoa(ordersapi.MaxIdempotencyKey) + " characters"})
+		}
 		return next(c)
 	}
 }

@@ -50,7 +50,11 @@ func ToProblem(err error, reply ordersapi.CommandReply) *ordersapi.Problem {
 		return ordersapi.Validation(fields...)
 	case errors.As(err, &te):
 		return &ordersapi.Problem{Type: ordersapi.TypeInvalidTransition, Title: "The order cannot make this transition", Status: 409, Detail: te.Error(), CurrentStatus: string(te.From)}
-	case errors.Is(err, domain.ErrWrongDriver), errors.Is(err, domain.ErrDriverRequired), errors.Is(err, domain.ErrReasonRequired):
+	case errors.Is(err, domain.ErrReasonRequired):
+		return ordersapi.Validation(ordersapi.FieldError{Field: "reason", Detail: "is required for this transition"})
+	case errors.Is(err, domain.ErrDriverRequired):
+		return ordersapi.Validation(ordersapi.FieldError{Field: "status", Detail: "drivers are assigned with POST /api/orders/{id}/assign-driver"})
+	case errors.Is(err, domain.ErrWrongDriver):
 		return &ordersapi.Problem{Type: ordersapi.TypeInvalidTransition, Title: "The order cannot make this transition", Status: 409, Detail: err.Error(), CurrentStatus: reply.Order.Status}
 	case errors.Is(err, ErrNotFound):
 		return &ordersapi.Problem{Type: ordersapi.TypeNotFound, Title: "Order not found", Status: 404}
