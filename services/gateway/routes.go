@@ -47,6 +47,7 @@ func (g *Gateway) routes() *echo.Echo {
 	api.GET("/orders/:orderId", g.getOrder)
 	api.POST("/orders/:orderId/cancel", g.cancelOrder, g.limitBody)
 	api.GET("/orders/:orderId/track", g.trackOrder)
+	api.GET("/orders/:orderId/events", g.orderHistory)
 	api.PUT("/orders/:orderId/status", g.overrideStatus, g.limitBody)
 	api.GET("/restaurants/:restaurantId/orders", g.listRestaurantOrders)
 	g.registerKitchen(api)
@@ -228,6 +229,9 @@ func (g *Gateway) getOrder(c echo.Context) error {
 	id := c.Param("orderId")
 	if events.ValidateID(id) != nil {
 		return notFound("Order")
+	}
+	if asOf := c.QueryParam("asOf"); asOf != "" {
+		return g.orderAsOf(c, id, asOf)
 	}
 	_, raw, err := g.hub.Load(c.Request().Context(), id)
 	if errors.Is(err, hub.ErrNotFound) {

@@ -56,6 +56,8 @@ type Service struct {
 	cfg  Config
 	deps Deps
 	proj *projection.Runtime
+	// history are the per-order indexes of other contexts' events.
+	history []*projection.Runtime
 	svc  micro.Service
 	eps  *service.Endpoints
 	saga *app.Saga
@@ -114,11 +116,19 @@ func (s *Service) Start(ctx context.Context) error {
 	})
 	projCtx, cancelProj := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopBackground = cancelProj
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		_ = s.proj.Run(projCtx)
-	}()
+	s.history = nil
+	for _, p := range app.HistoryIndexes(s.cfg.Keyspace) {
+		s.history = append(s.history, projection.New(s.deps.JS, s.deps.Redis, s.deps.Registry, p, projection.Options{
+			Keyspace: s.cfg.Keyspace, Logger: s.deps.Log, OnDeadLetter: func(eventstore.DeadLetter) { deadLetters.Inc() },
+		}))
+	}
+	for _, rt := range append([]*projection.Runtime{s.proj}, s.history...) {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			_ = rt.Run(projCtx)
+		}()
+	}
 	go func() { <-ctx.Done(); cancelProj() }()
 
 	store := eventstore.New(s.deps.JS, s.deps.Registry, events.Orders)
@@ -135,7 +145,7 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	// Commands in flight at Stop finish: their context outlives the service's.
 	s.eps = service.NewEndpoints(context.WithoutCancel(ctx), s.deps.NC, s.deps.Log, s.cfg.Concurrency, 8*time.Second, app.EdgeProblem)
-	if err := app.Register(s.svc, s.eps, cmds); err != nil {
+	if err := app.Register(s.svc, s.eps, cmds, app.NewAudit(s.deps.JS, s.deps.Registry, s.deps.Redis, s.cfg.Keyspace)); err != nil {
 		_ = s.svc.Stop()
 		cancelProj()
 		return fmt.Errorf("orders: endpoints: %w", err)
@@ -191,6 +201,11 @@ func (s *Service) Projection() *projection.Runtime { return s.proj }
 func (s *Service) Ready(context.Context) error {
 	if s.proj == nil || !s.proj.CaughtUp() {
 		return errors.New("order read model is still catching up with the log")
+	}
+	for _, h := range s.history {
+		if !h.CaughtUp() {
+			return errors.New("order history index is still catching up with the log")
+		}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@
 package ordersapi
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/projection"
@@ -64,6 +65,60 @@ type DashboardOrders struct {
 	StuckOrders        []string       `json:"stuckOrders"`
 	Version            uint64         `json:"version"`
 	LastUpdated        time.Time      `json:"lastUpdated"`
+}
+
+// Audit queries (served by the orders service over micro, like commands).
+const (
+	SubjectHistory = "svc.orders.history"
+	SubjectAsOf    = "svc.orders.asof"
+)
+
+// HistoryQuery asks for an order's events across every context.
+type HistoryQuery struct {
+	OrderID string `json:"orderId"`
+}
+
+// HistoryEvent is one stored event with its place in the log.
+type HistoryEvent struct {
+	Stream        string          `json:"stream"`
+	Seq           uint64          `json:"seq"`
+	Subject       string          `json:"subject"`
+	StoredAt      time.Time       `json:"storedAt"`
+	OccurredAt    time.Time       `json:"occurredAt"`
+	EventID       string          `json:"eventId"`
+	Type          string          `json:"type"`
+	Version       int             `json:"version"`
+	AggregateID   string          `json:"aggregateId"`
+	CorrelationID string          `json:"correlationId,omitempty"`
+	CausationID   string          `json:"causationId,omitempty"`
+	Data          json.RawMessage `json:"data"`
+}
+
+// HistoryReply lists the events, oldest first (by the time they were stored).
+type HistoryReply struct {
+	OrderID string         `json:"orderId"`
+	Events  []HistoryEvent `json:"events"`
+}
+
+// AsOfQuery asks for the order as it stood at a point of its history:
+// after the ORDERS event with sequence Seq, or at time At (one of the two).
+type AsOfQuery struct {
+	OrderID string     `json:"orderId"`
+	Seq     uint64     `json:"seq,omitempty"`
+	At      *time.Time `json:"at,omitempty"`
+}
+
+// HistoryIndexModels are the read models indexing, per order, the events of
+// contexts whose subjects are not named by the order (INVENTORY, DRIVERS).
+const (
+	HistoryInventoryModel = "history-inventory"
+	HistoryDriversModel   = "history-drivers"
+)
+
+// HistoryIndexKey is the sorted set (score = stream sequence) of an
+// order's events in one of the history index models.
+func HistoryIndexKey(keyspace, model, orderID string) string {
+	return projection.KeyBase(keyspace, model) + "order:" + orderID
 }
 
 // Statuses are the states of an order, happy path first.

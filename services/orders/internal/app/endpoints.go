@@ -12,11 +12,13 @@ import (
 )
 
 // Register adds the command endpoints to a micro service; e runs them.
-func Register(svc micro.Service, e *service.Endpoints, cmds *Commands) error {
+func Register(svc micro.Service, e *service.Endpoints, cmds *Commands, audit *Audit) error {
 	for subject, h := range map[string]micro.HandlerFunc{
 		ordersapi.SubjectPlace:      service.Handle(e, cmds.Place),
 		ordersapi.SubjectCancel:     service.Handle(e, cmds.Cancel),
 		ordersapi.SubjectTransition: service.Handle(e, cmds.Transition),
+		ordersapi.SubjectHistory:    service.Handle(e, audit.History),
+		ordersapi.SubjectAsOf:       service.Handle(e, audit.AsOf),
 	} {
 		name := subject[len("svc.orders."):]
 		if err := svc.AddEndpoint(name, h, micro.WithEndpointSubject(subject)); err != nil {
