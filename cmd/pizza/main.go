@@ -1,6 +1,7 @@
 // Command pizza is the one CLI of the Awesome Pizza platform.
 //
-//	pizza dev    run the whole platform in one process (embedded NATS, every service, the gateway)
+//	pizza dev      run the whole platform in one process (embedded NATS, every service, the gateway)
+//	pizza replay   print the event log as JSON lines (filtered), or --verify its invariants
 //
 // Run `pizza <command> -h` for a command's flags; every flag can also be
 // set through the environment (PIZZA_<FLAG_NAME>).
@@ -30,7 +31,8 @@ func main() {
 const usage = `Awesome Pizza platform
 
 Usage:
-  pizza dev [flags]    run the whole platform in one process
+  pizza dev [flags]       run the whole platform in one process
+  pizza replay [flags]    print the event log as JSON lines, or --verify its invariants
 
 Run 'pizza <command> -h' for the flags of a command.
 `
@@ -43,6 +45,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "dev":
 		return runDev(ctx, args[1:], stdout, stderr)
+	case "replay":
+		return runReplay(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -16,8 +16,8 @@ import (
 	"github.com/awesome-pizza/pizza/pkg/events"
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
 	"github.com/awesome-pizza/pizza/pkg/service"
-	"github.com/awesome-pizza/pizza/services/gateway"
 	"github.com/awesome-pizza/pizza/services/drivers"
+	"github.com/awesome-pizza/pizza/services/gateway"
 	"github.com/awesome-pizza/pizza/services/inventory"
 	"github.com/awesome-pizza/pizza/services/kitchen"
 	"github.com/awesome-pizza/pizza/services/orders"
@@ -58,6 +58,7 @@ type Platform struct {
 	services []*component
 	metrics  *prometheus.Registry
 	runCtx   context.Context
+	stopEdge context.CancelFunc
 	http     net.Listener
 
 	cancel context.CancelFunc
@@ -133,9 +134,13 @@ func (p *Platform) Start(ctx context.Context, cfg PlatformConfig, log *slog.Logg
 	if err != nil {
 		return err
 	}
-	p.goRun(func() error { return p.gw.Run(runCtx) })
+	// The HTTP edge has its own lifetime: at shutdown it stops first, and
+	// lets requests in flight finish while the services still run.
+	edgeCtx, stopEdge := context.WithCancel(runCtx)
+	p.stopEdge = stopEdge
+	p.goRun(func() error { return p.gw.Run(edgeCtx) })
 	p.goRun(func() error {
-		return service.Serve(runCtx, p.http, p.gw.Handler(), 10*time.Second, log, p.gw.CloseStreams)
+		return service.Serve(edgeCtx, p.http, p.gw.Handler(), 10*time.Second, log, p.gw.CloseStreams)
 	})
 	select {
 	case <-p.gw.Ready():
@@ -359,10 +364,13 @@ func displayAddr(a *net.TCPAddr) string {
 // publishes are flushed), stop the server (JetStream syncs its store),
 // then let go of Redis.
 func (p *Platform) Stop() {
+	if p.stopEdge != nil {
+		p.stopEdge()
+	}
+	p.wg.Wait()
 	if p.cancel != nil {
 		p.cancel()
 	}
-	p.wg.Wait()
 	if p.http != nil && p.gw == nil {
 		_ = p.http.Close()
 	}

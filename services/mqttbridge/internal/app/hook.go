@@ -49,7 +49,11 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	refuse := func(reason string, code packets.Code) error {
 		b.metrics.ConnectsRefused.WithLabelValues(reason).Inc()
 		b.log.Warn("MQTT connection refused", "reason", reason, "client_id", cl.ID, "username", string(pk.Connect.Username), "remote", cl.Net.Remote)
-		_ = b.server.SendConnack(cl, code, false, nil)
+		ack := code
+		if cl.Properties.ProtocolVersion < 5 && code == packets.ErrNotAuthorized {
+			ack = packets.Err3NotAuthorized // mochi maps no v5 code to it
+		}
+		_ = b.server.SendConnack(cl, ack, false, nil)
 		return code
 	}
 	username := string(pk.Connect.Username)
