@@ -2,6 +2,7 @@
 //
 //	pizza dev      run the whole platform in one process (embedded NATS, every service, the gateway)
 //	pizza replay   print the event log as JSON lines (filtered), or --verify its invariants
+//	pizza rebuild  rebuild read models from sequence 1 next to the live ones, then switch atomically
 //
 // Run `pizza <command> -h` for a command's flags; every flag can also be
 // set through the environment (PIZZA_<FLAG_NAME>).
@@ -33,6 +34,7 @@ const usage = `Awesome Pizza platform
 Usage:
   pizza dev [flags]       run the whole platform in one process
   pizza replay [flags]    print the event log as JSON lines, or --verify its invariants
+  pizza rebuild [flags]   rebuild read models from the log and switch them in atomically
 
 Run 'pizza <command> -h' for the flags of a command.
 `
@@ -47,6 +49,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDev(ctx, args[1:], stdout, stderr)
 	case "replay":
 		return runReplay(ctx, args[1:], stdout, stderr)
+	case "rebuild":
+		return runRebuild(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -286,3 +286,23 @@ func TestAppendAllAcrossAggregates(t *testing.T) {
 		t.Fatal("a stale batch stored part of itself")
 	}
 }
+
+// Provisioning without the production switch neither fails on nor weakens
+// a stream that production already protected.
+func TestProvisionKeepsProductionProtection(t *testing.T) {
+	js, _ := setup(t)
+	ctx := context.Background()
+	if err := eventstore.Provision(ctx, js, eventstore.StreamOptions{Production: true}, events.Orders); err != nil {
+		t.Fatal(err)
+	}
+	if err := eventstore.Provision(ctx, js, eventstore.StreamOptions{}, events.Orders); err != nil {
+		t.Fatalf("re-provisioning a protected stream: %v", err)
+	}
+	st, err := js.Stream(ctx, events.Orders.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := st.CachedInfo().Config; !cfg.DenyDelete || !cfg.DenyPurge {
+		t.Fatalf("protection lifted: %+v", cfg)
+	}
+}

@@ -119,6 +119,14 @@ func Provision(ctx context.Context, js jetstream.JetStream, o StreamOptions, con
 	}
 	cfgs = append(cfgs, TelemetryStreamConfig(o), DeadLetterStreamConfig(o))
 	for _, cfg := range cfgs {
+		// Protection once granted stays: the server refuses to lift
+		// DenyDelete/DenyPurge, and a service started without the
+		// production switch must not fail on (or weaken) a production stream.
+		if st, err := js.Stream(ctx, cfg.Name); err == nil {
+			existing := st.CachedInfo().Config
+			cfg.DenyDelete = cfg.DenyDelete || existing.DenyDelete
+			cfg.DenyPurge = cfg.DenyPurge || existing.DenyPurge
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("provision stream %s: %w", cfg.Name, err)
 		}

@@ -281,3 +281,38 @@ func TestModelWipedWhileRunningRebuildsItself(t *testing.T) {
 		return nil
 	})
 }
+
+// Switching a rebuilt model in replaces the live one in one step, and the
+// live projector carries on from the rebuilt checkpoint.
+func TestSwitchModelReplacesTheLiveModel(t *testing.T) {
+	js, rdb, ks := fixture(t, 5, 2)
+	r, stop := runUntilCaughtUp(t, js, rdb, ks)
+	defer stop()
+	want := sorted(dump(t, rdb, ks, "counts"))
+	ctx := context.Background()
+	// A stray live key that the rebuild does not produce must go.
+	rdb.Set(ctx, KeyBase(ks, "counts")+"stray", "x", 0)
+	_, stopRebuild := runUntilCaughtUp(t, js, rdb, ks+"rebuild:")
+	stopRebuild()
+	n, err := SwitchModel(ctx, rdb, "counts", ks, ks+"rebuild:")
+	if err != nil || n == 0 {
+		t.Fatalf("switch moved %d keys: %v", n, err)
+	}
+	if got := sorted(dump(t, rdb, ks, "counts")); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after the switch:\n got %v\nwant %v", got, want)
+	}
+	if left := dump(t, rdb, ks+"rebuild:", "counts"); len(left) != 0 {
+		t.Fatalf("rebuilt keys left behind: %v", left)
+	}
+	store := eventstore.New(js, events.NewRegistry(), events.Orders)
+	en, _ := events.NewEnvelope("after", events.OrderPlaced{RestaurantID: "r1"}, time.Now(), events.Meta{})
+	if _, err := store.Append(ctx, eventstore.Append{AggregateID: "after", CommandID: "after", Events: []events.Envelope{en}}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if _, ok := dump(t, rdb, ks, "counts")["rm:counts:order:after"]; !ok || r.Checkpoint() != 11 {
+			return fmt.Errorf("live projector at %d has not applied the next event", r.Checkpoint())
+		}
+		return nil
+	})
+}

@@ -339,3 +339,9 @@ func counterVec(reg prometheus.Registerer, opts prometheus.CounterOpts, labels .
 	}
 	return c
 }
+
+// Projectors returns the drivers' read-model projectors that can be rebuilt
+// on their own (for `pizza rebuild`). The positions projector needs the
+// running dispatcher to place drivers in their restaurants and is rebuilt
+// by the service itself at start.
+func Projectors() []projection.Projector { return []projection.Projector{app.DriversProjector{}} }

@@ -326,3 +326,6 @@ func (s *Service) Ready(context.Context) error {
 	}
 	return nil
 }
+
+// Projectors returns the inventory's read-model projectors (for `pizza rebuild`).
+func Projectors() []projection.Projector { return []projection.Projector{app.Projector{}} }

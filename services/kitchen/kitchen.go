@@ -314,3 +314,8 @@ func (s *Service) Ready(context.Context) error {
 	s.mu.Unlock()
 	return errors.Join(errs...)
 }
+
+// Projectors returns the kitchen's read-model projectors (for `pizza rebuild`).
+func Projectors(cat *catalog.Catalog) []projection.Projector {
+	return []projection.Projector{app.Projector{Catalog: cat}}
+}

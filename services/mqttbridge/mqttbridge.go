@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/catalog"
@@ -237,7 +238,7 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	if s.deps.Metrics != nil {
 		_ = s.deps.Metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pizza_mqtt_clients_connected", Help: "MQTT clients connected to this bridge."},
-			func() float64 { return float64(s.server.Info.ClientsConnected) }))
+			func() float64 { return float64(atomic.LoadInt64(&s.server.Info.ClientsConnected)) }))
 	}
 
 	// Stage 2: revocations from any instance end the sessions here.

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/events"
+	"github.com/awesome-pizza/pizza/pkg/eventstore"
+	"github.com/awesome-pizza/pizza/pkg/problem"
 	"github.com/awesome-pizza/pizza/pkg/testkit"
 	"github.com/awesome-pizza/pizza/services/drivers/driversapi"
 	"github.com/awesome-pizza/pizza/services/mqttbridge"
@@ -268,4 +271,485 @@ func TestBadPayloadsRejectedAndCounted(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestNoPubackWhileLogUnavailable(t *testing.T) {
+	h := newHarness(t, mqttbridge.Config{})
+	c5, _, err := h.connectV5("v5", d1, h.secrets[d1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c3, err := h.connectV3("v3", d2, h.secrets[d2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.drivers.Stop() // svc.drivers.location has no responder now
+
+	if rc, err := c5.publish(mqttapi.TopicLocation(d1), 1, map[string]any{"lat": 45.1, "lon": -122.1}); err == nil || rc != 0x83 {
+		t.Fatalf("MQTT 5 publish while the log is unavailable: PUBACK %#x, err %v; want failure 0x83", rc, err)
+	}
+	tok := c3.Publish(mqttapi.TopicLocation(d2), 1, false, body(map[string]any{"lat": 45.2, "lon": -122.2}))
+	if !tok.WaitTimeout(waitTimeout) {
+		t.Fatal("the MQTT 3.1.1 publish neither completed nor failed")
+	}
+	if tok.Error() == nil {
+		t.Fatal("MQTT 3.1.1 publish acknowledged while the log is unavailable")
+	}
+	testkit.Eventually(t, waitTimeout, func() error {
+		if c3.IsConnectionOpen() {
+			return errors.New("the MQTT 3.1.1 client is still connected")
+		}
+		return nil
+	})
+	if got := h.counter("pizza_mqtt_messages_total", map[string]string{"outcome": "unavailable"}); got != 2 {
+		t.Fatalf("unavailable counted %v, want 2", got)
+	}
+	// The bridge closed the MQTT 3.1.1 connection itself: the driver is
+	// not set Offline for it.
+	if got := h.counter("pizza_mqtt_drivers_offline_total", nil); got != 0 {
+		t.Fatalf("offline attempts %v", got)
+	}
+
+	h.startDrivers()
+	if rc, err := c5.publish(mqttapi.TopicLocation(d1), 1, map[string]any{"lat": 45.1, "lon": -122.1}); err != nil || rc != 0 {
+		t.Fatalf("after recovery: %#x %v", rc, err)
+	}
+	c3b, err := h.connectV3("v3", d2, h.secrets[d2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c3b.publish(mqttapi.TopicLocation(d2), 1, map[string]any{"lat": 45.2, "lon": -122.2}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitPosition(d1, 45.1, -122.1)
+	h.waitPosition(d2, 45.2, -122.2)
+}
+
+// TestAtLeastOnce publishes QoS 1 points from MQTT 3.1.1 and MQTT 5
+// clients while the log becomes unavailable for a while: every point that
+// got a PUBACK is in TELEMETRY exactly once, no point was acknowledged
+// while no one could store it, and every point is stored in the end.
+func TestAtLeastOnce(t *testing.T) {
+	const perClient = 50
+	h := newHarness(t, mqttbridge.Config{RatePerSecond: -1})
+	type attempt struct {
+		start, end time.Time
+		ok         bool
+	}
+	type client struct {
+		driver string
+		v5     bool
+		mu     sync.Mutex
+		log    []attempt
+		acked  int
+		failed int
+	}
+	clients := []*client{{driver: d1}, {driver: d2}, {driver: d3}, {driver: p1, v5: true}, {driver: "pearl-driver-2", v5: true}, {driver: "pearl-driver-3", v5: true}}
+	recovered := make(chan struct{})
+	base := time.Now().UTC().Add(-time.Minute).Truncate(time.Millisecond)
+	point := func(c int, i int) map[string]any {
+		return map[string]any{"lat": 45 + float64(i)/10_000, "lon": -122 - float64(c)/1000, "timestamp": base.Add(time.Duration(i) * time.Millisecond)}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(clients))
+	for ci, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var c3 *v3Client
+			var c5 *v5Client
+			connect := func() error {
+				var err error
+				if c.v5 {
+					c5, _, err = h.connectV5("alo-"+c.driver, c.driver, h.secrets[c.driver])
+				} else {
+					c3, err = h.connectV3("alo-"+c.driver, c.driver, h.secrets[c.driver])
+				}
+				return err
+			}
+			if err := connect(); err != nil {
+				errs <- err
+				return
+			}
+			for i := 0; i < perClient; {
+				a := attempt{start: time.Now()}
+				var err error
+				if c.v5 {
+					_, err = c5.publish(mqttapi.TopicLocation(c.driver), 1, point(ci, i))
+				} else {
+					err = c3.publish(mqttapi.TopicLocation(c.driver), 1, point(ci, i))
+				}
+				a.end, a.ok = time.Now(), err == nil
+				c.mu.Lock()
+				c.log = append(c.log, a)
+				if a.ok {
+					c.acked++
+				} else {
+					c.failed++
+				}
+				c.mu.Unlock()
+				if a.ok {
+					i++
+					continue
+				}
+				<-recovered // the same point again once the log is back
+				if !c.v5 {
+					if err := connect(); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	total := func(f func(c *client) int) int {
+		n := 0
+		for _, c := range clients {
+			c.mu.Lock()
+			n += f(c)
+			c.mu.Unlock()
+		}
+		return n
+	}
+	testkit.Eventually(t, 20*time.Second, func() error {
+		if n := total(func(c *client) int { return c.acked }); n < len(clients)*perClient/3 {
+			return fmt.Errorf("%d points acknowledged", n)
+		}
+		return nil
+	})
+	h.drivers.Stop()
+	stopped := time.Now()
+	// Every client runs into the outage before the log comes back.
+	testkit.Eventually(t, 20*time.Second, func() error {
+		for _, c := range clients {
+			c.mu.Lock()
+			failed := c.failed
+			c.mu.Unlock()
+			if failed == 0 {
+				return fmt.Errorf("%s has not failed yet", c.driver)
+			}
+		}
+		return nil
+	})
+	restarting := time.Now()
+	h.startDrivers()
+	close(recovered)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	// No acknowledgement of an attempt made entirely while nothing could
+	// store it.
+	for _, c := range clients {
+		for _, a := range c.log {
+			if a.ok && a.start.After(stopped) && a.end.Before(restarting) {
+				t.Fatalf("%s: a point was acknowledged during the outage (%v..%v)", c.driver, a.start, a.end)
+			}
+		}
+	}
+	// Every point, acknowledged once by the end, is stored exactly once.
+	for ci, c := range clients {
+		recs := h.telemetry(events.DriverLocationSubject(c.driver))
+		seen := map[float64]int{}
+		for _, r := range recs {
+			seen[r.Event.(events.DriverLocationReported).Latitude]++
+		}
+		for i := 0; i < perClient; i++ {
+			lat := point(ci, i)["lat"].(float64)
+			if seen[lat] != 1 {
+				t.Fatalf("%s point %d stored %d times", c.driver, i, seen[lat])
+			}
+		}
+		if len(recs) != perClient {
+			t.Fatalf("%s: %d fixes stored, want %d", c.driver, len(recs), perClient)
+		}
+	}
+	if got := h.counter("pizza_mqtt_messages_total", map[string]string{"outcome": "unavailable"}); got < float64(len(clients)) {
+		t.Fatalf("unavailable counted %v", got)
+	}
+}
+
+// appendEvent appends another context's event, as its owner would.
+func (h *harness) appendEvent(bc events.Context, id string, e events.Event) {
+	h.t.Helper()
+	ctx := context.Background()
+	store := eventstore.New(h.js, events.NewRegistry(), bc)
+	seq, err := store.LastSeq(ctx, id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	env, err := events.NewEnvelope(id, e, time.Now(), events.Meta{CorrelationID: id})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := store.Append(ctx, eventstore.Append{AggregateID: id, ExpectedSeq: seq, CommandID: fmt.Sprintf("test:%s:%d", id, seq), Events: []events.Envelope{env}}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func TestAssignmentAndETAReachThePhone(t *testing.T) {
+	h := newHarness(t, mqttbridge.Config{})
+	// Only driver 1 is Available at downtown, so the ready order is its.
+	for _, id := range []string{d2, d3} {
+		var r driversapi.CommandReply
+		if p, err := h.call(driversapi.SubjectStatus, driversapi.StatusCommand{DriverID: id, Status: driversapi.StatusOnBreak}, &r); p != nil || err != nil {
+			t.Fatal(p, err)
+		}
+	}
+	phone, _, err := h.connectV5("phone-1", d1, h.secrets[d1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _, err := h.connectV5("phone-2", d2, h.secrets[d2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, c := range []*v5Client{phone, other} {
+		if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: mqttapi.TopicAllDriverETAs, QoS: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := phone.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: mqttapi.TopicAssigned(d1), QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	const order = "order-mqtt-1"
+	dropoff := events.GeoPoint{Latitude: 45.53, Longitude: -122.67}
+	h.appendEvent(events.Kitchen, order, events.TicketReady{RestaurantID: downtown, DeliveryLocation: dropoff})
+	var assigned mqttapi.AssignedMessage
+	testkit.Eventually(t, waitTimeout, func() error {
+		msgs := phone.messages(mqttapi.TopicAssigned(d1))
+		if len(msgs) == 0 {
+			return errors.New("no assignment on the phone")
+		}
+		return json.Unmarshal(msgs[len(msgs)-1], &assigned)
+	})
+	if assigned.OrderID != order || assigned.DriverID != d1 || assigned.Dropoff.Latitude != dropoff.Latitude || assigned.Pickup.Latitude == 0 || assigned.Seq == 0 {
+		t.Fatalf("assignment %+v", assigned)
+	}
+	// A phone connecting later gets the retained assignment.
+	late, err := h.connectV3("phone-1-late", d1, h.secrets[d1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok := late.Subscribe(mqttapi.TopicAssigned(d1), 1, nil); !tok.WaitTimeout(waitTimeout) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	testkit.Eventually(t, waitTimeout, func() error {
+		if len(late.messages(mqttapi.TopicAssigned(d1))) == 0 {
+			return errors.New("no retained assignment")
+		}
+		return nil
+	})
+
+	// The holder may report order events; another driver may not.
+	if rc, err := phone.publish(mqttapi.TopicOrderEvents(order), 1, map[string]any{"event": "arrived_at_restaurant"}); err != nil || rc != 0 {
+		t.Fatalf("order event by its driver: %#x %v", rc, err)
+	}
+	if rc, err := other.publish(mqttapi.TopicOrderEvents(order), 1, map[string]any{"event": "delivered"}); err == nil || rc != 0x87 {
+		t.Fatalf("order event by another driver: %#x %v", rc, err)
+	}
+	if got := h.counter("pizza_mqtt_order_events_total", map[string]string{"event": "arrived_at_restaurant"}); got != 1 {
+		t.Fatalf("order events counted %v", got)
+	}
+
+	// Pickup: the ETA goes to the order's driver-eta topic, and only the
+	// holder's phone receives it through the wildcard subscription.
+	var r driversapi.CommandReply
+	if p, err := h.call(driversapi.SubjectPickup, driversapi.PickupCommand{DriverID: d1, OrderID: order}, &r); p != nil || err != nil {
+		t.Fatal(p, err)
+	}
+	var eta mqttapi.DriverETAMessage
+	testkit.Eventually(t, waitTimeout, func() error {
+		msgs := phone.messages(mqttapi.TopicDriverETA(order))
+		if len(msgs) == 0 {
+			return errors.New("no ETA on the phone")
+		}
+		return json.Unmarshal(msgs[0], &eta)
+	})
+	if eta.OrderID != order || eta.DriverID != d1 || eta.Status != "PickedUp" || !eta.EstimatedDeliveryAt.After(eta.PickedUpAt) {
+		t.Fatalf("ETA %+v", eta)
+	}
+	// Delivery clears the retained assignment.
+	if p, err := h.call(driversapi.SubjectDeliver, driversapi.DeliverCommand{DriverID: d1, OrderID: order}, &r); p != nil || err != nil {
+		t.Fatal(p, err)
+	}
+	testkit.Eventually(t, waitTimeout, func() error {
+		msgs := phone.messages(mqttapi.TopicAssigned(d1))
+		if len(msgs) < 2 || len(msgs[len(msgs)-1]) != 0 {
+			return fmt.Errorf("assignment not cleared: %d messages", len(msgs))
+		}
+		return nil
+	})
+	if n := len(other.messages(mqttapi.TopicDriverETA(order))); n != 0 {
+		t.Fatalf("another driver received %d ETAs of the order", n)
+	}
+}
+
+func TestCredentials(t *testing.T) {
+	h := newHarness(t, mqttbridge.Config{})
+	issue := func(id, kind string) (mqttapi.CredentialsReply, *problem.Problem) {
+		var r mqttapi.CredentialsReply
+		p, err := h.call(mqttapi.SubjectCredentials, mqttapi.CredentialsCommand{DeviceID: id, Kind: kind}, &r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, p
+	}
+	if _, p := issue("", "robot"); p == nil || p.Status != 422 || len(p.Errors) != 2 {
+		t.Fatalf("validation: %+v", p)
+	}
+	if _, p := issue("nobody", mqttapi.KindDriver); p == nil || p.Status != 404 {
+		t.Fatalf("unknown driver: %+v", p)
+	}
+	if _, p := issue("atlantis", mqttapi.KindKitchen); p == nil || p.Status != 404 {
+		t.Fatalf("unknown kitchen: %+v", p)
+	}
+	if _, p := issue(downtown, mqttapi.KindDriver); p == nil || p.Status != 404 {
+		t.Fatalf("a kitchen id as a driver: %+v", p)
+	}
+	// A driver registered at run time gets credentials too.
+	var reg driversapi.CommandReply
+	if p, err := h.call(driversapi.SubjectRegister, driversapi.RegisterCommand{DriverID: "new-driver", Name: "New", RestaurantID: downtown, Vehicle: "bike"}, &reg); p != nil || err != nil {
+		t.Fatal(p, err)
+	}
+	fresh, p := issue("new-driver", mqttapi.KindDriver)
+	if p != nil || fresh.Secret == "" || fresh.Username != "new-driver" || len(fresh.Publish) == 0 {
+		t.Fatalf("%+v %+v", fresh, p)
+	}
+	if _, _, err := h.connectV5("nd", "new-driver", fresh.Secret); err != nil {
+		t.Fatal(err)
+	}
+
+	// Issuing a new secret revokes the old one and ends its sessions.
+	old, _, err := h.connectV5("rev", d1, h.secrets[d1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, p := issue(d1, mqttapi.KindDriver)
+	if p != nil {
+		t.Fatal(p)
+	}
+	select {
+	case <-old.Done():
+	case <-time.After(waitTimeout):
+		t.Fatal("session with the revoked secret still open")
+	}
+	if _, _, err := h.connectV5("rev2", d1, h.secrets[d1]); err == nil {
+		t.Fatal("revoked secret accepted")
+	}
+	if _, _, err := h.connectV5("rev3", d1, next.Secret); err != nil {
+		t.Fatal(err)
+	}
+	// The driver was not set Offline: the bridge ended that session.
+	if got := h.counter("pizza_mqtt_drivers_offline_total", nil); got != 0 {
+		t.Fatalf("offline attempts %v", got)
+	}
+}
+
+func TestKitchenTelemetry(t *testing.T) {
+	h := newHarness(t, mqttbridge.Config{})
+	oven, _, err := h.connectV5("oven-1", downtown, h.secrets[downtown])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc, err := oven.publish(mqttapi.TopicOven(downtown), 1, map[string]any{"temperature": 245.5, "timer": 300, "status": "baking"}); err != nil || rc != 0 {
+		t.Fatalf("%#x %v", rc, err)
+	}
+	if rc, err := oven.publish(mqttapi.TopicAlerts(downtown), 1, map[string]any{"alert": "door open too long", "severity": "warning", "details": map[string]any{"seconds": 40}}); err != nil || rc != 0 {
+		t.Fatalf("%#x %v", rc, err)
+	}
+	if rc, err := oven.publish(mqttapi.TopicOven("pearl"), 1, map[string]any{"temperature": 200}); err == nil || rc != 0x87 {
+		t.Fatalf("another kitchen's oven: %#x %v", rc, err)
+	}
+	if recs := h.telemetry(mqttapi.OvenReadingSubject(downtown)); len(recs) != 1 || recs[0].Event.(mqttapi.OvenReadingReported).TemperatureC != 245.5 {
+		t.Fatalf("oven readings %+v", recs)
+	}
+	if recs := h.telemetry(mqttapi.KitchenAlertSubject(downtown)); len(recs) != 1 || recs[0].Event.(mqttapi.KitchenAlertRaised).Severity != "warning" {
+		t.Fatalf("alerts %+v", recs)
+	}
+	testkit.Eventually(t, waitTimeout, func() error {
+		raw, err := h.rdb.Get(context.Background(), mqttapi.KitchenTelemetryKey(h.ks, downtown)).Bytes()
+		if err != nil {
+			return err
+		}
+		var v mqttapi.KitchenTelemetryView
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return err
+		}
+		if len(v.Ovens) != 1 || v.Ovens[0].TemperatureC != 245.5 || v.Ovens[0].Status != "baking" || len(v.RecentAlerts) != 1 || string(v.RecentAlerts[0].Details) != `{"seconds":40}` {
+			return fmt.Errorf("view %+v", v)
+		}
+		return nil
+	})
+	if got := h.counter("pizza_mqtt_kitchen_alerts_total", map[string]string{"severity": "warning"}); got != 1 {
+		t.Fatalf("alerts counted %v", got)
+	}
+}
+
+func TestDroppedPhoneSetsDriverOffline(t *testing.T) {
+	h := newHarness(t, mqttbridge.Config{})
+	// A clean DISCONNECT leaves the status alone.
+	c, _, err := h.connectV5("bye", d1, h.secrets[d1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Disconnect(&paho.Disconnect{})
+	// A session taken over by the same phone is not a drop either.
+	first, _, err := h.connectV5("phone", d2, h.secrets[d2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.connectV5("phone", d2, h.secrets[d2]); err != nil {
+		t.Fatal(err)
+	}
+	<-first.Done()
+	// A phone that vanishes (the TCP connection breaks) sets its driver Offline.
+	lost, _, err := h.connectV5("lost", d3, h.secrets[d3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = lost.conn.Close()
+	h.waitStatus(d3, driversapi.StatusOffline)
+	if got := h.counter("pizza_mqtt_drivers_offline_total", map[string]string{"result": "ok"}); got != 1 {
+		t.Fatalf("offline settings %v, want 1", got)
+	}
+	for _, id := range []string{d1, d2} {
+		if v, err := h.driverView(id); err != nil || v.Status != driversapi.StatusAvailable {
+			t.Fatalf("%s: %+v %v", id, v.Status, err)
+		}
+	}
+}
+
+func TestLimits(t *testing.T) {
+	h := newHarness(t, mqttbridge.Config{RatePerSecond: 2, RateBurst: 3, MaxClients: 2})
+	c, _, err := h.connectV5("rate", d1, h.secrets[d1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	limited := 0
+	for i := 0; i < 6; i++ {
+		rc, err := c.publish(mqttapi.TopicLocation(d1), 1, map[string]any{"lat": 45 + float64(i)/100, "lon": -122})
+		if rc == 0x97 && err != nil {
+			limited++
+		}
+	}
+	if limited < 2 || h.counter("pizza_mqtt_messages_total", map[string]string{"outcome": "rate_limited"}) != float64(limited) {
+		t.Fatalf("%d publishes over the rate refused", limited)
+	}
+	// The connection survives the refusals.
+	testkit.Eventually(t, waitTimeout, func() error {
+		_, err := c.publish(mqttapi.TopicLocation(d1), 1, map[string]any{"lat": 46, "lon": -122})
+		return err
+	})
+	// Two clients at most.
+	if _, _, err := h.connectV5("second", d2, h.secrets[d2]); err != nil {
+		t.Fatal(err)
+	}
+	if _, ca, err := h.connectV5("third", d3, h.secrets[d3]); err == nil || ca.ReasonCode != 0x89 {
+		t.Fatalf("third client: %v %+v", err, ca)
+	}
 }

@@ -227,3 +227,9 @@ func registerCounter(reg prometheus.Registerer, opts prometheus.CounterOpts) pro
 	}
 	return c
 }
+
+// Projectors returns the read-model projectors of the orders service for a
+// keyspace (for `pizza rebuild`).
+func Projectors(keyspace string) []projection.Projector {
+	return append([]projection.Projector{app.Projector{Keyspace: keyspace}}, app.HistoryIndexes(keyspace)...)
+}
