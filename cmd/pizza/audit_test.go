@@ -183,6 +183,33 @@ func TestReplayAndVerify(t *testing.T) {
 		t.Fatalf("verify of a clean day: %v\n%s", err, out)
 	}
 
+	// Erasure: the customer's addresses go, the orders and totals stay,
+	// and nothing personal is left for a replay to show.
+	before := h.order(ids[1])
+	res, b := h.do("DELETE", "/api/customers/cust-c/personal-data", "", nil)
+	if res.StatusCode != http.StatusOK || strings.Count(string(b), "-") < 15*4 {
+		t.Fatalf("erasure: %d %s", res.StatusCode, b)
+	}
+	after := h.order(ids[1])
+	if after.TotalCents != before.TotalCents || after.Status != before.Status || !after.PersonalDataErased {
+		t.Fatalf("order after erasure %+v", after)
+	}
+	out, err = replay()
+	if err != nil || strings.Contains(out, "9 Side St") {
+		t.Fatalf("replay after erasure: %v (personal data shown: %v)", err, strings.Contains(out, "9 Side St"))
+	}
+	kv, err := h.p.js.KeyValue(context.Background(), "PII")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(context.Background(), "address."+ids[1]); err == nil {
+		t.Fatal("the address is still in the vault")
+	}
+	out, err = replay("--verify")
+	if err != nil || !strings.Contains(out, "15 orders") {
+		t.Fatalf("verify after erasure: %v\n%s", err, out)
+	}
+
 	// Corrupt the log behind the services' back: a delivery of an order
 	// that was cancelled.
 	env, _ := events.NewEnvelope(ids[0], events.OrderDelivered{DriverID: "pearl-driver-1"}, time.Now(), events.Meta{})

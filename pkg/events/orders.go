@@ -190,6 +190,17 @@ type OrderStatusOverridden struct {
 func (OrderStatusOverridden) EventType() string { return "order_status_overridden" }
 func (OrderStatusOverridden) EventVersion() int { return 1 }
 
+// OrderPersonalDataErased records that the personal data an order
+// referenced (its delivery address in the vault) was erased on request.
+// The order, its items and totals stay; only the reference no longer resolves.
+type OrderPersonalDataErased struct {
+	Fields []string `json:"fields"`
+	By     string   `json:"by,omitempty"`
+}
+
+func (OrderPersonalDataErased) EventType() string { return "order_personal_data_erased" }
+func (OrderPersonalDataErased) EventVersion() int { return 1 }
+
 // RegisterOrderEvents adds every order event to r.
 func RegisterOrderEvents(r *Registry) {
 	Register[OrderPlaced](r)
@@ -208,4 +219,5 @@ func RegisterOrderEvents(r *Registry) {
 	Register[OrderFailed](r)
 	Register[OrderStuckDetected](r)
 	Register[OrderStatusOverridden](r)
+	Register[OrderPersonalDataErased](r)
 }

@@ -42,3 +42,17 @@ func (g *Gateway) orderAsOf(c echo.Context, id, asOf string) error {
 	}
 	return c.JSON(http.StatusOK, reply.Order)
 }
+
+// erasePersonalData erases a customer's personal data (a privacy request):
+// their orders stay, their addresses go.
+func (g *Gateway) erasePersonalData(c echo.Context) error {
+	id := c.Param("customerId")
+	if events.ValidateID(id) != nil {
+		return notFound("Customer")
+	}
+	var reply ordersapi.EraseReply
+	if err := g.call(c.Request().Context(), ordersapi.SubjectErase, ordersapi.EraseCommand{CustomerID: id, By: "staff"}, &reply); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, reply)
+}

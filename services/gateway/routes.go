@@ -48,6 +48,7 @@ func (g *Gateway) routes() *echo.Echo {
 	api.POST("/orders/:orderId/cancel", g.cancelOrder, g.limitBody)
 	api.GET("/orders/:orderId/track", g.trackOrder)
 	api.GET("/orders/:orderId/events", g.orderHistory)
+	api.DELETE("/customers/:customerId/personal-data", g.erasePersonalData)
 	api.PUT("/orders/:orderId/status", g.overrideStatus, g.limitBody)
 	api.GET("/restaurants/:restaurantId/orders", g.listRestaurantOrders)
 	g.registerKitchen(api)

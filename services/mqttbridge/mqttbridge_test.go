@@ -18,6 +18,7 @@ import (
 	"github.com/awesome-pizza/pizza/services/mqttbridge"
 	"github.com/awesome-pizza/pizza/services/mqttbridge/mqttapi"
 	paho "github.com/eclipse/paho.golang/paho"
+	mqtt3 "github.com/eclipse/paho.mqtt.golang"
 )
 
 // driverView reads GET /api/drivers/{id}'s data from Redis: the driver
@@ -752,4 +753,19 @@ func TestLimits(t *testing.T) {
 	if _, ca, err := h.connectV5("third", d3, h.secrets[d3]); err == nil || ca.ReasonCode != 0x89 {
 		t.Fatalf("third client: %v %+v", err, ca)
 	}
+}
+
+func TestWebSocket(t *testing.T) {
+	h := newHarness(t, mqttbridge.Config{WSAddr: "127.0.0.1:0"})
+	opts := mqtt3.NewClientOptions().AddBroker("ws://" + h.bridge.WSAddr().String() + "/mqtt").SetClientID("browser").
+		SetUsername(d1).SetPassword(h.secrets[d1]).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+	c := mqtt3.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(waitTimeout) || tok.Error() != nil {
+		t.Fatalf("connect over WebSocket: %v", tok.Error())
+	}
+	defer c.Disconnect(0)
+	if tok := c.Publish(mqttapi.TopicLocation(d1), 1, false, body(map[string]any{"lat": 45.55, "lon": -122.65})); !tok.WaitTimeout(waitTimeout) || tok.Error() != nil {
+		t.Fatalf("publish over WebSocket: %v", tok.Error())
+	}
+	h.waitPosition(d1, 45.55, -122.65)
 }

@@ -58,10 +58,10 @@ type Service struct {
 	proj *projection.Runtime
 	// history are the per-order indexes of other contexts' events.
 	history []*projection.Runtime
-	svc  micro.Service
-	eps  *service.Endpoints
-	saga *app.Saga
-	wg   sync.WaitGroup
+	svc     micro.Service
+	eps     *service.Endpoints
+	saga    *app.Saga
+	wg      sync.WaitGroup
 	// stopBackground ends the projector and the stuck detector.
 	stopBackground context.CancelFunc
 }

@@ -3,9 +3,11 @@ package orders_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -327,5 +329,75 @@ func TestStoredV1OrderIsProjectedAndUsable(t *testing.T) {
 	f.request(ordersapi.SubjectCancel, ordersapi.CancelCommand{OrderID: env.AggregateID, Reason: "old order"}, &reply)
 	if reply.Order.Status != "Cancelled" || reply.Order.TotalCents != 3498 {
 		t.Fatalf("cancel of a v1 order: %+v", reply.Order)
+	}
+}
+
+// Erasing a customer's personal data purges their addresses from the
+// vault (history included), records the erasure on each order, leaves
+// orders and totals as they were, and touches nobody else's data.
+func TestErasureRemovesPersonalDataKeepsOrders(t *testing.T) {
+	f := start(t)
+	ctx := context.Background()
+	placeFor := func(customer, street string) ordersapi.OrderView {
+		lat, lon := 45.5, -122.6
+		var reply ordersapi.CommandReply
+		f.request(ordersapi.SubjectPlace, ordersapi.PlaceCommand{Request: ordersapi.PlaceOrderRequest{
+			CustomerID: customer, RestaurantID: "downtown", PaymentMethod: "Cash",
+			Items:   []ordersapi.ItemRequest{{PizzaType: "Margherita", Size: "Medium", Quantity: 1}},
+			Address: &ordersapi.Address{Street: street, City: "Portland", Coordinates: &ordersapi.Coordinates{Latitude: &lat, Longitude: &lon}},
+		}}, &reply)
+		return reply.Order
+	}
+	a1, a2 := placeFor("erin", "12 Secret Lane"), placeFor("erin", "99 Hidden Road")
+	other := placeFor("frank", "1 Open Street")
+	kv, err := f.js.KeyValue(ctx, "PII")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(ctx, "address."+a1.OrderID); err != nil {
+		t.Fatalf("address not stored: %v", err)
+	}
+	var reply ordersapi.EraseReply
+	f.request(ordersapi.SubjectErase, ordersapi.EraseCommand{CustomerID: "erin", By: "privacy-officer"}, &reply)
+	slices.Sort(reply.Orders)
+	want := []string{a1.OrderID, a2.OrderID}
+	slices.Sort(want)
+	if !slices.Equal(reply.Orders, want) {
+		t.Fatalf("erased %v, want %v", reply.Orders, want)
+	}
+	for _, id := range want {
+		if _, err := kv.Get(ctx, "address."+id); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Fatalf("address of %s still readable: %v", id, err)
+		}
+	}
+	// Nothing of erin's addresses remains anywhere in the bucket's stream.
+	cons, err := f.js.OrderedConsumer(ctx, "KV_PII", jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := cons.CachedInfo().NumPending; n > 0 {
+		batch, err := cons.Fetch(int(n), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			if strings.Contains(string(m.Data()), "Secret Lane") || strings.Contains(string(m.Data()), "Hidden Road") {
+				t.Fatalf("erased address still in the vault's stream: %s", m.Data())
+			}
+		}
+	}
+	if _, err := kv.Get(ctx, "address."+other.OrderID); err != nil {
+		t.Fatalf("another customer's address was erased: %v", err)
+	}
+	testkit.Eventually(t, 5*time.Second, func() error {
+		v := f.view(a1.OrderID)
+		if !v.PersonalDataErased || v.TotalCents != a1.TotalCents || v.Status != a1.Status {
+			return fmt.Errorf("view after erasure %+v", v)
+		}
+		return nil
+	})
+	f.request(ordersapi.SubjectErase, ordersapi.EraseCommand{CustomerID: "erin"}, &reply)
+	if len(reply.Orders) != 0 {
+		t.Fatalf("second erasure found %v", reply.Orders)
 	}
 }

@@ -64,6 +64,9 @@ func (c *OrderChecker) Add(rec eventstore.Record) {
 	}
 	before := st.order.Status()
 	switch rec.Event.(type) {
+	case events.OrderPersonalDataErased:
+		st.order.Apply(rec.Event, rec.Envelope.OccurredAt)
+		return
 	case events.OrderStuckDetected, events.OrderStatusOverridden:
 		if before.Terminal() {
 			violate(RuleNotTerminal, "%s after the order ended %s", rec.Envelope.Type, before)

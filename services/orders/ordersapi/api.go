@@ -67,6 +67,22 @@ type DashboardOrders struct {
 	LastUpdated        time.Time      `json:"lastUpdated"`
 }
 
+// SubjectErase erases a customer's personal data (EraseCommand).
+const SubjectErase = "svc.orders.erase"
+
+// EraseCommand asks to erase everything personal the platform holds of a
+// customer (today: the delivery addresses of their orders).
+type EraseCommand struct {
+	CustomerID string `json:"customerId"`
+	By         string `json:"by,omitempty"`
+}
+
+// EraseReply lists the orders whose personal data was erased.
+type EraseReply struct {
+	CustomerID string   `json:"customerId"`
+	Orders     []string `json:"orders"`
+}
+
 // Audit queries (served by the orders service over micro, like commands).
 const (
 	SubjectHistory = "svc.orders.history"
@@ -228,6 +244,9 @@ type OrderView struct {
 	CancellationReason    string         `json:"cancellationReason,omitempty"`
 	FailureReason         string         `json:"failureReason,omitempty"`
 	StatusHistory         []StatusChange `json:"statusHistory"`
+	// PersonalDataErased is set once the customer's personal data (the
+	// delivery address) was erased; the order itself stays.
+	PersonalDataErased bool `json:"personalDataErased,omitempty"`
 	// Stuck is set when the order made no progress for longer than its
 	// status allows; the next status change clears it.
 	Stuck   bool   `json:"stuck"`

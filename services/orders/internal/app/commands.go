@@ -92,6 +92,9 @@ func (c *Commands) Place(ctx context.Context, cmd ordersapi.PlaceCommand) (order
 	} else if err != nil {
 		return ordersapi.CommandReply{}, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err)
 	}
+	if err := c.vault.IndexOrder(ctx, req.CustomerID, orderID); err != nil {
+		return ordersapi.CommandReply{}, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err)
+	}
 	meta := events.Meta{CorrelationID: orEmpty(cmd.CorrelationID, orderID), CausationID: commandID, TraceParent: cmd.TraceParent}
 	envs, err := envelopes(orderID, evs, now, meta)
 	if err != nil {
@@ -289,4 +292,36 @@ func orEmpty(v, fallback string) string {
 		return v
 	}
 	return fallback
+}
+
+// Erase removes a customer's personal data: each of their orders' vault
+// entries is purged and the erasure is recorded on the order (without any
+// personal data). Orders, items and totals stay. Idempotent: a repeated
+// request finds nothing left to erase.
+func (c *Commands) Erase(ctx context.Context, cmd ordersapi.EraseCommand) (ordersapi.EraseReply, error) {
+	if err := events.ValidateID(cmd.CustomerID); err != nil {
+		return ordersapi.EraseReply{}, ordersapi.Validation(ordersapi.FieldError{Field: "customerId", Detail: err.Error()})
+	}
+	ids, err := c.vault.CustomerOrders(ctx, cmd.CustomerID)
+	if err != nil {
+		return ordersapi.EraseReply{}, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err)
+	}
+	reply := ordersapi.EraseReply{CustomerID: cmd.CustomerID, Orders: []string{}}
+	for _, id := range ids {
+		commandID := "erase:" + id
+		meta := events.Meta{CorrelationID: id, CausationID: commandID}
+		_, err := c.execute(ctx, id, commandID, meta, func(*domain.Order) ([]events.Event, error) {
+			return []events.Event{events.OrderPersonalDataErased{Fields: []string{"address"}, By: cmd.By}}, nil
+		})
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return reply, err
+		}
+		// Purge after recording: a crash in between leaves the index entry,
+		// so a retry finds the order again.
+		if err := c.vault.EraseOrder(ctx, cmd.CustomerID, id); err != nil {
+			return reply, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err)
+		}
+		reply.Orders = append(reply.Orders, id)
+	}
+	return reply, nil
 }

@@ -17,6 +17,7 @@ func Register(svc micro.Service, e *service.Endpoints, cmds *Commands, audit *Au
 		ordersapi.SubjectPlace:      service.Handle(e, cmds.Place),
 		ordersapi.SubjectCancel:     service.Handle(e, cmds.Cancel),
 		ordersapi.SubjectTransition: service.Handle(e, cmds.Transition),
+		ordersapi.SubjectErase:      service.Handle(e, cmds.Erase),
 		ordersapi.SubjectHistory:    service.Handle(e, audit.History),
 		ordersapi.SubjectAsOf:       service.Handle(e, audit.AsOf),
 	} {

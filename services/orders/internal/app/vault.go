@@ -42,6 +42,43 @@ func OpenVault(ctx context.Context, js jetstream.JetStream, replicas int, storag
 // AddressRef is the reference an order's events carry for its address.
 func AddressRef(orderID string) string { return "address." + orderID }
 
+// customerKey indexes a customer's orders in the vault, so an erasure
+// request finds them without scanning the log.
+func customerKey(customerID, orderID string) string { return "customer." + customerID + "." + orderID }
+
+// IndexOrder records that the order belongs to the customer.
+func (v *Vault) IndexOrder(ctx context.Context, customerID, orderID string) error {
+	if _, err := v.kv.Put(ctx, customerKey(customerID, orderID), nil); err != nil {
+		return fmt.Errorf("vault: index order %s: %w", orderID, err)
+	}
+	return nil
+}
+
+// CustomerOrders lists the orders the vault holds data of for a customer.
+func (v *Vault) CustomerOrders(ctx context.Context, customerID string) ([]string, error) {
+	lister, err := v.kv.ListKeysFiltered(ctx, "customer."+customerID+".*")
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	prefix := "customer." + customerID + "."
+	for k := range lister.Keys() {
+		ids = append(ids, k[len(prefix):])
+	}
+	return ids, nil
+}
+
+// EraseOrder removes the order's personal data and its index entry,
+// history included (purge), so nothing of it remains in the bucket.
+func (v *Vault) EraseOrder(ctx context.Context, customerID, orderID string) error {
+	for _, k := range []string{AddressRef(orderID), customerKey(customerID, orderID)} {
+		if err := v.kv.Purge(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("vault: erase %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
 // ErrAddressConflict reports an attempt to store another address for an
 // order that already has one (an Idempotency-Key reused with another body).
 var ErrAddressConflict = errors.New("vault: the order already has a different address")

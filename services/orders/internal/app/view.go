@@ -74,6 +74,8 @@ func applyToView(v *ordersapi.OrderView, env events.Envelope, ev events.Event, s
 		v.FailureReason = e.Reason
 	case events.OrderStuckDetected:
 		v.Stuck = true
+	case events.OrderPersonalDataErased:
+		v.PersonalDataErased = true
 	case events.OrderStatusOverridden:
 		// Recorded next to the transition it explains; the view shows the
 		// transition itself.
