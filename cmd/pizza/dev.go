@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"sort"
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/service"
@@ -28,6 +29,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	service.FloatFlag(fs, &cfg.TimeScale, "time-scale", 1, "speed of simulated time for kitchen and delivery timers (10 = ten times faster)")
 	service.FloatFlag(fs, &cfg.QCFailureRate, "qc-failure-rate", 0.05, "share of pizzas that fail the kitchen's quality check and are remade")
 	service.IntFlag(fs, &seed, "seed", 0, "seed of the kitchen's quality-check outcomes (0: random)")
+	service.StringFlag(fs, &cfg.JWTSecret, "jwt-secret", "", "HMAC secret of bearer tokens (32+ bytes); empty: a development key kept in --data-dir")
+	service.BoolFlag(fs, &cfg.NoAuth, "insecure-no-auth", false, "turn authentication off (every caller is the operator); never in production")
+	service.FloatFlag(fs, &cfg.RateLimit, "rate-limit", 500, "requests per second per client address and per user")
 	service.StringFlag(fs, &logFormat, "log-format", "text", "log format: text or json")
 	service.StringFlag(fs, &logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -47,6 +51,17 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log.Info("Awesome Pizza is ready", "http", p.HTTPURL(), "api", p.HTTPURL()+"/api/restaurants", "nats", p.NATSURL(), "redis", p.rds.URL+" ("+p.rds.Kind+")")
 	fmt.Fprintf(stdout, "Awesome Pizza is ready: %s (NATS %s)\n", p.HTTPURL(), p.NATSURL())
+	if tokens, err := p.DemoTokens(24 * time.Hour); err == nil && tokens != nil {
+		fmt.Fprintln(stdout, "Demo bearer tokens (24 h; mint more with `pizza token`):")
+		labels := make([]string, 0, len(tokens))
+		for l := range tokens {
+			labels = append(labels, l)
+		}
+		sort.Strings(labels)
+		for _, l := range labels {
+			fmt.Fprintf(stdout, "  %-28s %s\n", l, tokens[l])
+		}
+	}
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/awesome-pizza/pizza/pkg/events"
 	"github.com/awesome-pizza/pizza/pkg/testkit"
+	"github.com/awesome-pizza/pizza/services/gateway/auth"
 	"github.com/awesome-pizza/pizza/services/orders/ordersapi"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -28,10 +29,14 @@ type harness struct {
 	p      *Platform
 	base   string
 	client *http.Client
+	token  string // sent as the bearer unless a request sets its own
 }
 
 func startPlatform(t *testing.T, cfg PlatformConfig) *harness {
 	t.Helper()
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = 1e6 // tests drive the API far harder than a person
+	}
 	h := &harness{t: t, cfg: cfg, client: &http.Client{Timeout: 10 * time.Second}}
 	h.start()
 	return h
@@ -50,6 +55,13 @@ func (h *harness) start() {
 		h.t.Fatalf("platform start: %v", err)
 	}
 	h.base = h.p.HTTPURL()
+	if h.p.keys != nil {
+		tok, err := h.p.keys.Mint(auth.Principal{Subject: "test-operator", Role: auth.RoleOperator}, time.Hour)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		h.token = tok
+	}
 }
 
 func (h *harness) stop() { h.p.Stop() }
@@ -69,6 +81,9 @@ func (h *harness) do(method, path, body string, hdr map[string]string) (*http.Re
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if h.token != "" {
+		req.Header.Set("Authorization", "Bearer "+h.token)
 	}
 	for k, v := range hdr {
 		req.Header.Set(k, v)
@@ -121,6 +136,9 @@ func (h *harness) openTrack(ctx context.Context, orderID string, lastEventID str
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.base+"/api/orders/"+orderID+"/track", nil)
 	if lastEventID != "" {
 		req.Header.Set("Last-Event-ID", lastEventID)
+	}
+	if h.token != "" {
+		req.Header.Set("Authorization", "Bearer "+h.token)
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

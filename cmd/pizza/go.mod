@@ -23,6 +23,7 @@ require (
 	github.com/awesome-pizza/pizza/pkg/catalog v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/events v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/eventstore v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/pkg/projection v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/service v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/testkit v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/drivers v0.0.0-00010101000000-000000000000
@@ -39,9 +40,9 @@ require (
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.9.0-default-no-op // indirect
 	github.com/awesome-pizza/pizza/pkg/problem v0.0.0-00010101000000-000000000000 // indirect
-	github.com/awesome-pizza/pizza/pkg/projection v0.0.0-00010101000000-000000000000 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/klauspost/compress v1.20.4 // indirect

@@ -35,6 +35,7 @@ Usage:
   pizza dev [flags]       run the whole platform in one process
   pizza replay [flags]    print the event log as JSON lines, or --verify its invariants
   pizza rebuild [flags]   rebuild read models from the log and switch them in atomically
+  pizza token [flags]     mint a bearer token (--role R --subject S [--restaurant R])
 
 Run 'pizza <command> -h' for the flags of a command.
 `
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runReplay(ctx, args[1:], stdout, stderr)
 	case "rebuild":
 		return runRebuild(ctx, args[1:], stdout, stderr)
+	case "token":
+		return runToken(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

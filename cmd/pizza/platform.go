@@ -18,6 +18,7 @@ import (
 	"github.com/awesome-pizza/pizza/pkg/service"
 	"github.com/awesome-pizza/pizza/services/drivers"
 	"github.com/awesome-pizza/pizza/services/gateway"
+	"github.com/awesome-pizza/pizza/services/gateway/auth"
 	"github.com/awesome-pizza/pizza/services/inventory"
 	"github.com/awesome-pizza/pizza/services/kitchen"
 	"github.com/awesome-pizza/pizza/services/orders"
@@ -41,19 +42,27 @@ type PlatformConfig struct {
 	// check; Seed makes those failures reproducible.
 	QCFailureRate float64
 	Seed          int64
+	// JWTSecret signs and verifies bearer tokens; empty: the development
+	// key kept in the data dir. NoAuth turns authentication off (tests of
+	// other concerns, local experiments) and is announced loudly.
+	JWTSecret string
+	NoAuth    bool
+	// RateLimit is requests per second per client address and per user.
+	RateLimit float64
 }
 
 // Platform is every service of Awesome Pizza in one process, wired to an
 // embedded nats-server whose JetStream store lives under the data dir.
 type Platform struct {
-	cfg PlatformConfig
-	log *slog.Logger
-	cat *catalog.Catalog
-	ns  *server.Server
-	nc  *nats.Conn
-	js  jetstream.JetStream
-	rds *redisBackend
-	gw  *gateway.Gateway
+	cfg  PlatformConfig
+	log  *slog.Logger
+	cat  *catalog.Catalog
+	ns   *server.Server
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	rds  *redisBackend
+	gw   *gateway.Gateway
+	keys *auth.Keys
 
 	services []*component
 	metrics  *prometheus.Registry
@@ -127,8 +136,14 @@ func (p *Platform) Start(ctx context.Context, cfg PlatformConfig, log *slog.Logg
 		ready[sv.name] = sv.ready()
 	}
 	metrics := p.metrics
-	p.gw, err = gateway.New(gateway.Config{Keyspace: cfg.Keyspace}, gateway.Deps{
-		NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: metrics,
+	if !cfg.NoAuth {
+		if p.keys, err = signingKeys(cfg); err != nil {
+			return err
+		}
+	}
+	p.gw, err = gateway.New(gateway.Config{Keyspace: cfg.Keyspace, RatePerSecond: cfg.RateLimit, RateBurst: int(max(cfg.RateLimit*2, 100))}, gateway.Deps{
+		Auth: p.keys,
+		NC:   p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: metrics,
 		Ready: ready,
 	})
 	if err != nil {
@@ -391,4 +406,40 @@ func (p *Platform) Stop() {
 	if p.rds != nil {
 		p.rds.Close()
 	}
+}
+
+// signingKeys returns the token keys: the configured secret, or the
+// development key kept in the data dir.
+func signingKeys(cfg PlatformConfig) (*auth.Keys, error) {
+	if cfg.JWTSecret != "" {
+		return auth.NewKeys([]byte(cfg.JWTSecret))
+	}
+	key, err := auth.DevKey(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("development signing key: %w", err)
+	}
+	return auth.NewKeys(key)
+}
+
+// DemoTokens mints a token per role for the seeded data (printed by `pizza dev`).
+func (p *Platform) DemoTokens(ttl time.Duration) (map[string]string, error) {
+	if p.keys == nil {
+		return nil, nil
+	}
+	r := p.cat.Restaurants[0]
+	out := map[string]string{}
+	for label, pr := range map[string]auth.Principal{
+		"customer (c-1)":                   {Subject: "c-1", Role: auth.RoleCustomer},
+		"driver (" + r.Drivers[0].ID + ")": {Subject: r.Drivers[0].ID, Role: auth.RoleDriver},
+		"kitchen (" + r.ID + ")":           {Subject: "kitchen-" + r.ID, Role: auth.RoleKitchen, Restaurants: []string{r.ID}},
+		"manager (" + r.ID + ")":           {Subject: "manager-" + r.ID, Role: auth.RoleManager, Restaurants: []string{r.ID}},
+		"operator (all restaurants)":       {Subject: "operator", Role: auth.RoleOperator},
+	} {
+		tok, err := p.keys.Mint(pr, ttl)
+		if err != nil {
+			return nil, err
+		}
+		out[label] = tok
+	}
+	return out, nil
 }

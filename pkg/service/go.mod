@@ -12,7 +12,7 @@ replace github.com/awesome-pizza/pizza/pkg/eventstore => ../../pkg/eventstore
 
 replace github.com/awesome-pizza/pizza/pkg/projection => ../../pkg/projection
 
-replace github.com/awesome-pizza/pizza/pkg/testkit => ../testkit
+replace github.com/awesome-pizza/pizza/pkg/testkit => ../../pkg/testkit
 
 replace github.com/awesome-pizza/pizza/services/gateway => ../../services/gateway
 

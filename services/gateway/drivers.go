@@ -11,6 +11,7 @@ import (
 	"github.com/awesome-pizza/pizza/pkg/events"
 	"github.com/awesome-pizza/pizza/pkg/problem"
 	"github.com/awesome-pizza/pizza/services/drivers/driversapi"
+	"github.com/awesome-pizza/pizza/services/gateway/auth"
 	"github.com/labstack/echo/v4"
 	"github.com/redis/go-redis/v9"
 )
@@ -67,6 +68,9 @@ func (g *Gateway) registerDriver(c echo.Context) error {
 	req, err := decodeBody[driversapi.RegisterDriverRequest](c)
 	if err != nil {
 		return err
+	}
+	if p := principal(c); p != nil && !p.WorksAt(req.RestaurantID) {
+		return notFound("Restaurant")
 	}
 	return g.driverCommand(c, driversapi.SubjectRegister, driversapi.RegisterCommand{DriverID: req.DriverID, Name: req.Name, RestaurantID: req.RestaurantID, Vehicle: req.Vehicle, CommandMeta: g.meta(c)}, http.StatusCreated)
 }
@@ -191,6 +195,14 @@ func (g *Gateway) listDrivers(c echo.Context) error {
 		return problem.Validation(problem.FieldError{Field: "status", Detail: "must be one of " + strings.Join(driverStatuses, ", ")})
 	}
 	key := driversapi.AllDriversKey(g.cfg.Keyspace)
+	if p := principal(c); p != nil && p.Role != auth.RoleOperator {
+		if rid == "" {
+			return problem.Validation(problem.FieldError{Field: "restaurantId", Detail: "name one of your restaurants"})
+		}
+		if !p.WorksAt(rid) {
+			return notFound("Restaurant")
+		}
+	}
 	if rid != "" {
 		if _, ok := g.deps.Catalog.Restaurant(rid); !ok {
 			return problem.Validation(problem.FieldError{Field: "restaurantId", Detail: "no such restaurant"})

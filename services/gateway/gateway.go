@@ -11,12 +11,15 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/catalog"
 	"github.com/awesome-pizza/pizza/pkg/events"
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
 	"github.com/awesome-pizza/pizza/pkg/service"
+	"github.com/awesome-pizza/pizza/services/gateway/auth"
 	"github.com/awesome-pizza/pizza/services/gateway/internal/hub"
 	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go"
@@ -43,6 +46,18 @@ type Config struct {
 	Heartbeat time.Duration
 	// MaxBodyBytes bounds request bodies.
 	MaxBodyBytes int64
+	// RatePerSecond and RateBurst limit requests per client address and
+	// per user. Defaults 50/s, burst 100.
+	RatePerSecond float64
+	RateBurst     int
+	// MaxStreamsPerUser caps concurrent SSE streams per user (or address).
+	MaxStreamsPerUser int
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed;
+	// from anyone else the header is ignored.
+	TrustedProxies []netip.Prefix
+	// CORSOrigins are the browser origins allowed to call the API from
+	// other sites; empty: none.
+	CORSOrigins []string
 }
 
 func (c Config) withDefaults() Config {
@@ -61,6 +76,15 @@ func (c Config) withDefaults() Config {
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 64 << 10
 	}
+	if c.RatePerSecond <= 0 {
+		c.RatePerSecond = 50
+	}
+	if c.RateBurst <= 0 {
+		c.RateBurst = 100
+	}
+	if c.MaxStreamsPerUser <= 0 {
+		c.MaxStreamsPerUser = 10
+	}
 	return c
 }
 
@@ -72,6 +96,9 @@ type Deps struct {
 	Catalog *catalog.Catalog
 	Log     *slog.Logger
 	Metrics *prometheus.Registry
+	// Auth verifies bearer tokens. Nil disables authentication: every
+	// caller acts as the operator. Only for development; announced loudly.
+	Auth *auth.Keys
 	// Ready lists extra readiness checks (for example, in `pizza dev`, the
 	// projectors having caught up with the log).
 	Ready map[string]service.Check
@@ -84,6 +111,11 @@ type Gateway struct {
 	hub  *hub.Hub
 	e    *echo.Echo
 	m    *metrics
+
+	policies    map[string]policy
+	limits      *limiter
+	streamMu    sync.Mutex
+	streamCount map[string]int
 
 	// streams ends every SSE stream at shutdown.
 	streams      context.Context
@@ -105,6 +137,12 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	deps.Log = deps.Log.With("service", "gateway")
 	g := &Gateway{cfg: cfg, deps: deps, hub: hub.New(deps.Redis, cfg.Keyspace, deps.Log)}
 	g.streams, g.closeStreams = context.WithCancel(context.Background())
+	g.policies = g.accessPolicies()
+	g.limits = newLimiter(cfg.RatePerSecond, cfg.RateBurst)
+	g.streamCount = map[string]int{}
+	if deps.Auth == nil {
+		deps.Log.Warn("AUTHENTICATION IS DISABLED: every caller acts as the platform operator (development only)")
+	}
 	g.m = newMetrics(deps.Metrics, g.hub)
 	g.e = g.routes()
 	return g, nil

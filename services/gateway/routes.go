@@ -13,10 +13,12 @@ import (
 	"github.com/awesome-pizza/pizza/pkg/catalog"
 	"github.com/awesome-pizza/pizza/pkg/events"
 	"github.com/awesome-pizza/pizza/pkg/service"
+	"github.com/awesome-pizza/pizza/services/gateway/auth"
 	"github.com/awesome-pizza/pizza/services/gateway/internal/hub"
 	"github.com/awesome-pizza/pizza/services/orders/ordersapi"
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -33,14 +35,24 @@ func (g *Gateway) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = g.errorHandler
-	e.Use(g.recoverer, g.requestID, g.observe)
+	e.IPExtractor = ipExtractor(g.cfg.TrustedProxies)
+	e.Use(g.recoverer, g.requestID, securityHeaders, g.observe)
+	if len(g.cfg.CORSOrigins) > 0 {
+		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+			AllowOrigins:  g.cfg.CORSOrigins,
+			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete},
+			AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, HeaderIdempotencyKey, "Last-Event-ID", HeaderRequestID},
+			ExposeHeaders: []string{echo.HeaderLocation, HeaderReplayed, HeaderConsistency, HeaderRequestID, "Retry-After"},
+			MaxAge:        600,
+		}))
+	}
 
 	e.GET("/healthz", g.healthz)
 	e.GET("/readyz", g.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(g.deps.Metrics, promhttp.HandlerOpts{Registry: g.deps.Metrics})))
 	e.GET("/openapi.yaml", func(c echo.Context) error { return c.Blob(http.StatusOK, "application/yaml", openAPIDocument) })
 
-	api := e.Group("/api", checkIdempotencyKey)
+	api := e.Group("/api", checkIdempotencyKey, g.authenticate, g.rateLimit, g.authorize)
 	api.GET("/restaurants", g.listRestaurants)
 	api.GET("/menu/:restaurantId", g.getMenu)
 	api.POST("/orders", g.placeOrder, g.limitBody)
@@ -207,6 +219,9 @@ func (g *Gateway) placeOrder(c echo.Context) error {
 	// (and checks the menu) before anything is appended.
 	if errs := req.Validate(); len(errs) > 0 {
 		return ordersapi.Validation(errs...)
+	}
+	if p := principal(c); p != nil && p.Role == auth.RoleCustomer && req.CustomerID != p.Subject {
+		return forbidden("customers place orders for themselves: customerId must be your own id")
 	}
 	key := c.Request().Header.Get(HeaderIdempotencyKey)
 	if len(key) > ordersapi.MaxIdempotencyKey {

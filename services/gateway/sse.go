@@ -23,6 +23,11 @@ func (g *Gateway) trackOrder(c echo.Context) error {
 		return notFound("Order")
 	}
 	ctx := c.Request().Context()
+	release, err := g.streamSlot(c)
+	if err != nil {
+		return err
+	}
+	defer release()
 	// Watch before reading, so no change slips between the read and the watch.
 	w, stop := g.hub.Watch(id)
 	defer stop()

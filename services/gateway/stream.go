@@ -20,6 +20,11 @@ func (g *Gateway) streamRestaurant(c echo.Context, rid, event string, load func(
 	if _, ok := g.deps.Catalog.Restaurant(rid); !ok {
 		return notFound("Restaurant")
 	}
+	release, err := g.streamSlot(c)
+	if err != nil {
+		return err
+	}
+	defer release()
 	w, stop := g.hub.WatchRestaurant(rid)
 	defer stop()
 	id, data, err := load(ctx)
