@@ -18,7 +18,7 @@ import (
 var truncatedSubscribeV5 = []byte{
 	0x82, 0x08, // SUBSCRIBE, remaining length 8
 	0x00, 0x01, // packet id
-	0x00,                         // no properties
+	0x00,                      // no properties
 	0x00, 0x03, 'a', '/', 'b', // filter "a/b", then nothing
 }
 
@@ -152,8 +152,8 @@ func FuzzBrokerPackets(f *testing.F) {
 			}
 		}
 	}
-	f.Add(byte(5), []byte{0xff, 0xff, 0xff, 0xff, 0x7f})         // remaining length too long
-	f.Add(byte(4), []byte{0x30, 0xff, 0xff, 0xff, 0x7f, 0x00})    // huge PUBLISH announced
+	f.Add(byte(5), []byte{0xff, 0xff, 0xff, 0xff, 0x7f})       // remaining length too long
+	f.Add(byte(4), []byte{0x30, 0xff, 0xff, 0xff, 0x7f, 0x00}) // huge PUBLISH announced
 	f.Add(byte(5), append(truncatedSubscribeV5, truncatedSubscribeV5...))
 	secret := h.secrets[d1]
 	f.Fuzz(func(t *testing.T, version byte, data []byte) {

@@ -259,7 +259,9 @@ func (s *Service) Start(ctx context.Context) error {
 	// Stage 3: the kitchen-telemetry read model.
 	s.proj = projection.New(s.deps.JS, s.deps.Redis, mqttapi.NewRegistry(), app.KitchenTelemetryProjector{}, projection.Options{
 		Keyspace: s.cfg.Keyspace, Logger: log,
-		OnDeadLetter: func(eventstore.DeadLetter) { s.metrics.DeadLetters.WithLabelValues("projector-" + mqttapi.ReadModel).Inc() },
+		OnDeadLetter: func(eventstore.DeadLetter) {
+			s.metrics.DeadLetters.WithLabelValues("projector-" + mqttapi.ReadModel).Inc()
+		},
 	})
 	s.wg.Add(1)
 	go func() {
@@ -361,6 +363,7 @@ func (s *Service) Stop() {
 			s.cancel()
 		}
 		s.wg.Wait()
+		_ = s.deps.NC.FlushTimeout(2 * time.Second) // replies and acks already handed to NATS
 	})
 }
 

@@ -28,7 +28,9 @@ type Hook struct {
 }
 
 // NewHook returns the hook of b.
-func NewHook(b *Bridge, maxPacketBytes uint32) *Hook { return &Hook{b: b, MaxPacketBytes: maxPacketBytes} }
+func NewHook(b *Bridge, maxPacketBytes uint32) *Hook {
+	return &Hook{b: b, MaxPacketBytes: maxPacketBytes}
+}
 
 // ID names the hook.
 func (h *Hook) ID() string { return "pizza-bridge" }

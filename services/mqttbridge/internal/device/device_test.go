@@ -176,8 +176,14 @@ func TestStatusOvenAlertOrderEvent(t *testing.T) {
 			}
 			return err
 		}, nil},
-		{"alert bad", func() error { _, err := DecodeAlert("k", []byte(`{"alert": " ", "severity": "panic"}`), now); return err }, []string{"alert", "severity"}},
-		{"order event ok", func() error { _, err := DecodeOrderEvent([]byte(`{"event": "delayed", "details": "traffic"}`), now); return err }, nil},
+		{"alert bad", func() error {
+			_, err := DecodeAlert("k", []byte(`{"alert": " ", "severity": "panic"}`), now)
+			return err
+		}, []string{"alert", "severity"}},
+		{"order event ok", func() error {
+			_, err := DecodeOrderEvent([]byte(`{"event": "delayed", "details": "traffic"}`), now)
+			return err
+		}, nil},
 		{"order event unknown", func() error { _, err := DecodeOrderEvent([]byte(`{"event": "teleported"}`), now); return err }, []string{"event"}},
 	}
 	for _, tt := range tests {

@@ -36,10 +36,10 @@ import (
 
 // Reasons a connection is refused, as passed to Options.OnRefused.
 const (
-	ReasonTooLarge      = "packet_too_large"
-	ReasonBadHeader     = "malformed_fixed_header"
-	ReasonDecoderPanic  = "decoder_panic"
-	ReasonHandlerPanic  = "handler_panic"
+	ReasonTooLarge     = "packet_too_large"
+	ReasonBadHeader    = "malformed_fixed_header"
+	ReasonDecoderPanic = "decoder_panic"
+	ReasonHandlerPanic = "handler_panic"
 )
 
 // ErrRefused is returned by Conn.Read for a packet the guard refused.
@@ -154,7 +154,7 @@ func (c *Conn) tryDecode(fh packets.FixedHeader, body []byte) (detail string, pa
 	}()
 	pk := packets.Packet{FixedHeader: fh, ProtocolVersion: c.version}
 	buf := append([]byte(nil), body...)
-	var err error
+	var err error // decoding errors are mochi's to answer; only panics matter here
 	switch fh.Type {
 	case packets.Connect:
 		if err = pk.ConnectDecode(buf); err == nil {
