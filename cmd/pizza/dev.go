@@ -21,7 +21,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.SetOutput(stderr)
 	service.StringFlag(fs, &cfg.HTTPAddr, "http-addr", ":8080", "HTTP address of the gateway (API, SSE, UI)")
 	service.StringFlag(fs, &cfg.NATSAddr, "nats-addr", ":4222", "TCP address of the embedded NATS server, for outside tools (port 0 picks one)")
-	service.StringFlag(fs, &cfg.MQTTAddr, "mqtt-addr", ":1883", "MQTT address of the device bridge (used once the bridge exists)")
+	service.StringFlag(fs, &cfg.MQTTAddr, "mqtt-addr", ":1883", "MQTT (TCP) address of the device bridge; empty: no bridge")
+	service.StringFlag(fs, &cfg.MQTTWSAddr, "mqtt-ws-addr", ":8883", "MQTT over WebSocket address of the device bridge; empty: none")
 	service.StringFlag(fs, &cfg.DataDir, "data-dir", ".pizza-data", "directory of the JetStream store (the event log) and a child redis-server")
 	service.StringFlag(fs, &cfg.RedisURL, "redis-url", "", "Redis for read models; empty: a redis-server on PATH as a child, else an embedded one", "REDIS_URL")
 	service.StringFlag(fs, &cfg.Keyspace, "keyspace", "pizza:", "prefix of every Redis key of the read models")
@@ -51,6 +52,21 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log.Info("Awesome Pizza is ready", "http", p.HTTPURL(), "api", p.HTTPURL()+"/api/restaurants", "nats", p.NATSURL(), "redis", p.rds.URL+" ("+p.rds.Kind+")")
 	fmt.Fprintf(stdout, "Awesome Pizza is ready: %s (NATS %s)\n", p.HTTPURL(), p.NATSURL())
+	if p.mqtt != nil {
+		if creds, err := p.mqtt.SeedDemoCredentials(ctx); err != nil {
+			log.Warn("demo device credentials not issued", "err", err)
+		} else {
+			fmt.Fprintf(stdout, "MQTT on %s; demo device credentials (username = device id):\n", p.MQTTAddr())
+			ids := make([]string, 0, len(creds))
+			for id := range creds {
+				ids = append(ids, id)
+			}
+			sort.Strings(ids)
+			for _, id := range ids {
+				fmt.Fprintf(stdout, "  %-22s %s\n", id, creds[id])
+			}
+		}
+	}
 	if tokens, err := p.DemoTokens(24 * time.Hour); err == nil && tokens != nil {
 		fmt.Fprintln(stdout, "Demo bearer tokens (24 h; mint more with `pizza token`):")
 		labels := make([]string, 0, len(tokens))

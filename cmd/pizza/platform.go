@@ -21,6 +21,7 @@ import (
 	"github.com/awesome-pizza/pizza/services/gateway/auth"
 	"github.com/awesome-pizza/pizza/services/inventory"
 	"github.com/awesome-pizza/pizza/services/kitchen"
+	"github.com/awesome-pizza/pizza/services/mqttbridge"
 	"github.com/awesome-pizza/pizza/services/orders"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -30,14 +31,16 @@ import (
 
 // PlatformConfig is the configuration of the in-process platform.
 type PlatformConfig struct {
-	HTTPAddr  string
-	NATSAddr  string
-	MQTTAddr  string
-	DataDir   string
-	RedisURL  string
-	Keyspace  string
-	TimeScale float64
-	Catalog   string
+	HTTPAddr string
+	NATSAddr string
+	MQTTAddr string // empty: no MQTT bridge
+	// MQTTWSAddr serves MQTT over WebSocket; empty: none.
+	MQTTWSAddr string
+	DataDir    string
+	RedisURL   string
+	Keyspace   string
+	TimeScale  float64
+	Catalog    string
 	// QCFailureRate is the share of pizzas failing the kitchen's quality
 	// check; Seed makes those failures reproducible.
 	QCFailureRate float64
@@ -63,6 +66,7 @@ type Platform struct {
 	rds  *redisBackend
 	gw   *gateway.Gateway
 	keys *auth.Keys
+	mqtt *mqttbridge.Service
 
 	services []*component
 	metrics  *prometheus.Registry
@@ -96,6 +100,12 @@ func (p *Platform) Start(ctx context.Context, cfg PlatformConfig, log *slog.Logg
 	if cfg.MQTTAddr != "" {
 		if _, _, err := net.SplitHostPort(cfg.MQTTAddr); err != nil {
 			return fmt.Errorf("--mqtt-addr %q: %w", cfg.MQTTAddr, err)
+		}
+		// Check the port up front so the error names the flag.
+		if l, err := service.Listen(cfg.MQTTAddr, "mqtt-addr"); err != nil {
+			return err
+		} else {
+			_ = l.Close()
 		}
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
@@ -141,7 +151,7 @@ func (p *Platform) Start(ctx context.Context, cfg PlatformConfig, log *slog.Logg
 			return err
 		}
 	}
-	p.gw, err = gateway.New(gateway.Config{Keyspace: cfg.Keyspace, RatePerSecond: cfg.RateLimit, RateBurst: int(max(cfg.RateLimit*2, 100))}, gateway.Deps{
+	p.gw, err = gateway.New(gateway.Config{Keyspace: cfg.Keyspace, TimeScale: cfg.TimeScale, RatePerSecond: cfg.RateLimit, RateBurst: int(max(cfg.RateLimit*2, 100))}, gateway.Deps{
 		Auth: p.keys,
 		NC:   p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: metrics,
 		Ready: ready,
@@ -191,10 +201,11 @@ func (p *Platform) goRun(fn func() error) {
 // component is one service of the platform, restartable in place (tests
 // kill and restart services mid-load).
 type component struct {
-	name  string
-	build func() (svc, error)
-	mu    sync.Mutex
-	cur   svc
+	name     string
+	build    func() (svc, error)
+	disabled bool
+	mu       sync.Mutex
+	cur      svc
 }
 
 func (c *component) current() svc {
@@ -210,8 +221,15 @@ type svc interface {
 	Ready(ctx context.Context) error
 }
 
+// errNotConfigured marks a service the configuration leaves out.
+var errNotConfigured = errors.New("not configured")
+
 func (c *component) start(ctx context.Context) error {
 	s, err := c.build()
+	if errors.Is(err, errNotConfigured) {
+		c.disabled = true
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -238,6 +256,9 @@ func (c *component) ready() service.Check {
 	return func(ctx context.Context) error {
 		s := c.current()
 		if s == nil {
+			if c.disabled {
+				return nil
+			}
 			return errors.New("not running")
 		}
 		return s.Ready(ctx)
@@ -305,6 +326,15 @@ func (p *Platform) serviceSet() []*component {
 		{name: "drivers", build: func() (svc, error) {
 			return drivers.New(drivers.Config{Keyspace: cfg.Keyspace, Streams: streams, TimeScale: cfg.TimeScale},
 				drivers.Deps{NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: p.metrics})
+		}},
+		{name: "mqttbridge", build: func() (svc, error) {
+			if cfg.MQTTAddr == "" {
+				return nil, errNotConfigured
+			}
+			b, err := mqttbridge.New(mqttbridge.Config{Keyspace: cfg.Keyspace, Streams: streams, TimeScale: cfg.TimeScale, Addr: cfg.MQTTAddr, WSAddr: cfg.MQTTWSAddr},
+				mqttbridge.Deps{NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: p.metrics})
+			p.mqtt = b
+			return b, err
 		}},
 		{name: "kitchen", build: func() (svc, error) {
 			return kitchen.New(kitchen.Config{Keyspace: cfg.Keyspace, Streams: streams, TimeScale: cfg.TimeScale, QCFailureRate: qc, Seed: cfg.Seed},
@@ -442,4 +472,12 @@ func (p *Platform) DemoTokens(ttl time.Duration) (map[string]string, error) {
 		out[label] = tok
 	}
 	return out, nil
+}
+
+// MQTTAddr is the address the MQTT bridge listens on, if it runs.
+func (p *Platform) MQTTAddr() string {
+	if p.mqtt == nil || p.mqtt.Addr() == nil {
+		return ""
+	}
+	return p.mqtt.Addr().String()
 }

@@ -117,6 +117,9 @@ func TestRoleRouteMatrix(t *testing.T) {
 		"POST /api/drivers/:driverId/location":                {`{}`, driverSelf},
 		"POST /api/drivers/:driverId/pickup":                  {`{}`, driverSelf},
 		"POST /api/drivers/:driverId/deliver":                 {`{}`, driverSelf},
+		"POST /api/drivers/:driverId/credentials":             {"", only([]string{"manager-pearl"}, []string{"manager-downtown", "driver", "other-driver"})},
+		"POST /api/kitchens/:restaurantId/credentials":        {"", managers},
+		"GET /api/kitchens/:restaurantId/telemetry":           {"", kitchenStaff},
 		"GET /api/dashboard/:restaurantId":                    {"", managers},
 		"GET /api/dashboard/:restaurantId/stream":             {"", managers},
 	}

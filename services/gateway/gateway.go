@@ -44,6 +44,8 @@ type Config struct {
 	CommandTimeout time.Duration
 	// Heartbeat is the interval of SSE keep-alive comments.
 	Heartbeat time.Duration
+	// TimeScale speeds up platform time (driver ETAs). Default 1.
+	TimeScale float64
 	// MaxBodyBytes bounds request bodies.
 	MaxBodyBytes int64
 	// RatePerSecond and RateBurst limit requests per client address and
@@ -75,6 +77,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 64 << 10
+	}
+	if c.TimeScale <= 0 {
+		c.TimeScale = 1
 	}
 	if c.RatePerSecond <= 0 {
 		c.RatePerSecond = 50

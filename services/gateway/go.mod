@@ -29,6 +29,7 @@ require (
 	github.com/awesome-pizza/pizza/services/drivers v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/inventory v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/kitchen v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/services/mqttbridge v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/orders v0.0.0-00010101000000-000000000000
 	github.com/getkin/kin-openapi v0.153.0
 	github.com/golang-jwt/jwt/v5 v5.3.1
@@ -80,3 +81,5 @@ replace github.com/awesome-pizza/pizza/services/drivers => ../../services/driver
 replace github.com/awesome-pizza/pizza/services/inventory => ../../services/inventory
 
 replace github.com/awesome-pizza/pizza/services/kitchen => ../../services/kitchen
+
+replace github.com/awesome-pizza/pizza/services/mqttbridge => ../mqttbridge

@@ -67,6 +67,7 @@ func (g *Gateway) routes() *echo.Echo {
 	g.registerInventory(api)
 	g.registerDrivers(api)
 	g.registerDashboard(api)
+	g.registerDevices(api)
 	return e
 }
 

@@ -27,6 +27,7 @@ type Hub struct {
 	mu       sync.Mutex
 	watchers map[string]map[*Watcher]struct{} // by order id
 	rwatch   map[string]map[*Watcher]struct{} // by restaurant id
+	dwatch   map[string]map[*Watcher]struct{} // by driver id (positions)
 	count    atomic.Int64
 	ready    chan struct{}
 	once     sync.Once
@@ -34,7 +35,7 @@ type Hub struct {
 
 // New returns a hub for the order read model in keyspace.
 func New(rdb *redis.Client, keyspace string, log *slog.Logger) *Hub {
-	return &Hub{rdb: rdb, keyspace: keyspace, log: log, watchers: map[string]map[*Watcher]struct{}{}, rwatch: map[string]map[*Watcher]struct{}{}, ready: make(chan struct{})}
+	return &Hub{rdb: rdb, keyspace: keyspace, log: log, watchers: map[string]map[*Watcher]struct{}{}, rwatch: map[string]map[*Watcher]struct{}{}, dwatch: map[string]map[*Watcher]struct{}{}, ready: make(chan struct{})}
 }
 
 // Watcher receives the snapshots of one order.
@@ -83,6 +84,12 @@ func (h *Hub) Watch(orderID string) (*Watcher, func()) {
 // carries no snapshot: re-read what you show.
 func (h *Hub) WatchRestaurant(restaurantID string) (*Watcher, func()) {
 	return h.watch(h.rwatch, restaurantID)
+}
+
+// WatchDriver registers a watcher signalled whenever the driver's position
+// changes (re-read it from the positions read model).
+func (h *Hub) WatchDriver(driverID string) (*Watcher, func()) {
+	return h.watch(h.dwatch, driverID)
 }
 
 func (h *Hub) watch(index map[string]map[*Watcher]struct{}, key string) (*Watcher, func()) {
@@ -165,6 +172,9 @@ func (h *Hub) Run(ctx context.Context) error {
 			if rid := restaurantOf([]byte(m.Payload)); rid != "" {
 				h.signalRestaurant(rid)
 			}
+			if did := driverOf([]byte(m.Payload)); did != "" {
+				h.signal(h.dwatch, did)
+			}
 		}
 	}
 }
@@ -177,18 +187,33 @@ func (h *Hub) dispatch(n *ordersapi.Notification) {
 	}
 }
 
-func (h *Hub) signalRestaurant(rid string) {
+func (h *Hub) signalRestaurant(rid string) { h.signal(h.rwatch, rid) }
+
+func (h *Hub) signal(index map[string]map[*Watcher]struct{}, key string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for w := range h.rwatch[rid] {
+	for w := range index[key] {
 		w.offer(nil, false)
 	}
+}
+
+// driverOf finds the driver a position notification concerns.
+func driverOf(payload []byte) string {
+	var n struct {
+		Position struct {
+			DriverID string `json:"driverId"`
+		} `json:"position"`
+	}
+	if json.Unmarshal(payload, &n) != nil {
+		return ""
+	}
+	return n.Position.DriverID
 }
 
 func (h *Hub) broadcastResync() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, index := range []map[string]map[*Watcher]struct{}{h.watchers, h.rwatch} {
+	for _, index := range []map[string]map[*Watcher]struct{}{h.watchers, h.rwatch, h.dwatch} {
 		for _, set := range index {
 			for w := range set {
 				w.offer(nil, true)
