@@ -237,6 +237,9 @@ func (g *Gateway) accessPolicies() map[string]policy {
 		"POST /api/drivers/:driverId/location":                driverAccess(true),
 		"POST /api/drivers/:driverId/pickup":                  driverAccess(true),
 		"POST /api/drivers/:driverId/deliver":                 driverAccess(true),
+		"POST /api/drivers/:driverId/credentials":             driverAccess(false),
+		"POST /api/kitchens/:restaurantId/credentials":        restaurantStaff(staff...),
+		"GET /api/kitchens/:restaurantId/telemetry":           restaurantStaff(kitchenStaff...),
 		"GET /api/dashboard/:restaurantId":                    restaurantStaff(staff...),
 		"GET /api/dashboard/:restaurantId/stream":             restaurantStaff(staff...),
 	}
