@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/service"
@@ -16,6 +17,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		cfg                 PlatformConfig
 		logFormat, logLevel string
 		seed                int
+		cors                string
 	)
 	fs := flag.NewFlagSet("pizza dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -33,12 +35,16 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	service.StringFlag(fs, &cfg.JWTSecret, "jwt-secret", "", "HMAC secret of bearer tokens (32+ bytes); empty: a development key kept in --data-dir")
 	service.BoolFlag(fs, &cfg.NoAuth, "insecure-no-auth", false, "turn authentication off (every caller is the operator); never in production")
 	service.FloatFlag(fs, &cfg.RateLimit, "rate-limit", 500, "requests per second per client address and per user")
+	service.StringFlag(fs, &cors, "cors-origins", "", "browser origins allowed to call the API from other sites, comma-separated")
 	service.StringFlag(fs, &logFormat, "log-format", "text", "log format: text or json")
 	service.StringFlag(fs, &logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	cfg.Seed = int64(seed)
+	if cors != "" {
+		cfg.CORSOrigins = strings.Split(cors, ",")
+	}
 	if cfg.Seed == 0 {
 		cfg.Seed = time.Now().UnixNano()
 	}

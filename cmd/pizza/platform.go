@@ -52,6 +52,8 @@ type PlatformConfig struct {
 	NoAuth    bool
 	// RateLimit is requests per second per client address and per user.
 	RateLimit float64
+	// CORSOrigins may call the API from a browser on another site.
+	CORSOrigins []string
 }
 
 // Platform is every service of Awesome Pizza in one process, wired to an
@@ -151,7 +153,7 @@ func (p *Platform) Start(ctx context.Context, cfg PlatformConfig, log *slog.Logg
 			return err
 		}
 	}
-	p.gw, err = gateway.New(gateway.Config{Keyspace: cfg.Keyspace, TimeScale: cfg.TimeScale, RatePerSecond: cfg.RateLimit, RateBurst: int(max(cfg.RateLimit*2, 100))}, gateway.Deps{
+	p.gw, err = gateway.New(gateway.Config{Keyspace: cfg.Keyspace, TimeScale: cfg.TimeScale, CORSOrigins: cfg.CORSOrigins, RatePerSecond: cfg.RateLimit, RateBurst: int(max(cfg.RateLimit*2, 100))}, gateway.Deps{
 		Auth: p.keys,
 		NC:   p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: metrics,
 		Ready: ready,

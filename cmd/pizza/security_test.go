@@ -184,3 +184,111 @@ func (h *harness) doAs(token, method, path, body string) (*http.Response, []byte
 	defer func() { h.token = saved }()
 	return h.do(method, path, body, nil)
 }
+
+// Tokens that are not right get 401; limits answer 429 with Retry-After and
+// cannot be dodged with a forged X-Forwarded-For; a foreign Origin gets no
+// CORS allowance.
+func TestTokensAndLimits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	_, keyspace := testkit.Redis(t)
+	h := startPlatform(t, PlatformConfig{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: t.TempDir(), RedisURL: testkit.RedisURL(),
+		Keyspace: keyspace, TimeScale: 1, RateLimit: 20, CORSOrigins: []string{"https://shop.awesome-pizza.example"}})
+	defer func() { h.stop() }()
+	alice, _ := h.p.keys.Mint(auth.Principal{Subject: "alice", Role: auth.RoleCustomer}, time.Hour)
+	res, b := h.doAs(alice, "POST", "/api/orders", strings.Replace(pearlOrder, "cust-c", "alice", 1))
+	if res.StatusCode != 201 {
+		t.Fatalf("place: %d %s", res.StatusCode, b)
+	}
+	order := strings.Split(strings.Split(string(b), `"orderId":"`)[1], `"`)[0]
+
+	other, _ := auth.NewKeys([]byte("some-other-secret-some-other-sec"))
+	forged, _ := other.Mint(auth.Principal{Subject: "alice", Role: auth.RoleCustomer}, time.Hour)
+	expiredKeys := h.p.keys
+	expired, _ := expiredKeys.Mint(auth.Principal{Subject: "alice", Role: auth.RoleCustomer}, -time.Hour)
+	parts := strings.Split(alice, ".")
+	none := "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + parts[1] + "."
+	for name, tok := range map[string]string{"missing": "", "bad signature": forged, "expired": expired, "alg none": none, "garbage": "abc"} {
+		if got := h.statusAs(tok, "GET", "/api/orders/"+order, ""); got != http.StatusUnauthorized {
+			t.Errorf("%s token: %d", name, got)
+		}
+	}
+
+	// The rate limit: a burst of 100 then 20/s per address. Forged
+	// X-Forwarded-For headers (no trusted proxy is configured) do not help.
+	limited := 0
+	for i := 0; i < 200 && limited == 0; i++ {
+		req, _ := http.NewRequest("GET", h.base+"/api/restaurants", nil)
+		req.Header.Set("X-Forwarded-For", fmt.Sprintf("203.0.113.%d", i%250))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode == http.StatusTooManyRequests {
+			limited++
+			if res.Header.Get("Retry-After") == "" {
+				t.Fatal("429 without Retry-After")
+			}
+		}
+	}
+	if limited == 0 {
+		t.Fatal("200 requests in a burst were never limited")
+	}
+
+	// The stream cap: the 11th concurrent stream of one user is refused.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var opened []*http.Response
+	defer func() {
+		for _, r := range opened {
+			r.Body.Close()
+		}
+	}()
+	status := 0
+	for i := 0; i < 11; i++ {
+		req, _ := http.NewRequestWithContext(ctx, "GET", h.base+"/api/orders/"+order+"/track", nil)
+		req.Header.Set("Authorization", "Bearer "+alice)
+		req.Header.Set("X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i))
+		var res *http.Response
+		testkit.Eventually(t, 10*time.Second, func() error { // wait out the address limit of the burst above
+			var err error
+			res, err = http.DefaultClient.Do(req.Clone(ctx))
+			if err != nil {
+				return err
+			}
+			if res.StatusCode == http.StatusTooManyRequests && res.Header.Get("Retry-After") != "5" {
+				res.Body.Close()
+				return fmt.Errorf("rate limited")
+			}
+			return nil
+		})
+		opened = append(opened, res)
+		status = res.StatusCode
+	}
+	if status != http.StatusTooManyRequests || opened[9].StatusCode != http.StatusOK {
+		t.Fatalf("10th stream %d, 11th stream %d", opened[9].StatusCode, status)
+	}
+
+	// CORS: only the configured origin is allowed.
+	for origin, allowed := range map[string]bool{"https://shop.awesome-pizza.example": true, "https://evil.example": false} {
+		testkit.Eventually(t, 10*time.Second, func() error {
+			req, _ := http.NewRequest("OPTIONS", h.base+"/api/orders", nil)
+			req.Header.Set("Origin", origin)
+			req.Header.Set("Access-Control-Request-Method", "POST")
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			res.Body.Close()
+			if res.StatusCode == http.StatusTooManyRequests {
+				return fmt.Errorf("rate limited")
+			}
+			if got := res.Header.Get("Access-Control-Allow-Origin"); (got == origin) != allowed {
+				t.Errorf("origin %s: Access-Control-Allow-Origin %q", origin, got)
+			}
+			return nil
+		})
+	}
+}
