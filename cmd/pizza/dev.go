@@ -35,6 +35,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	service.StringFlag(fs, &cfg.JWTSecret, "jwt-secret", "", "HMAC secret of bearer tokens (32+ bytes); empty: a development key kept in --data-dir")
 	service.BoolFlag(fs, &cfg.NoAuth, "insecure-no-auth", false, "turn authentication off (every caller is the operator); never in production")
 	service.FloatFlag(fs, &cfg.RateLimit, "rate-limit", 500, "requests per second per client address and per user")
+	service.StringFlag(fs, &cfg.TLS.Cert, "tls-cert", "", "certificate (PEM) to serve the gateway over HTTPS")
+	service.StringFlag(fs, &cfg.TLS.Key, "tls-key", "", "key (PEM) of --tls-cert")
 	service.StringFlag(fs, &cors, "cors-origins", "", "browser origins allowed to call the API from other sites, comma-separated")
 	service.StringFlag(fs, &logFormat, "log-format", "text", "log format: text or json")
 	service.StringFlag(fs, &logLevel, "log-level", "info", "log level: debug, info, warn, error")

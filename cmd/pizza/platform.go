@@ -54,6 +54,8 @@ type PlatformConfig struct {
 	RateLimit float64
 	// CORSOrigins may call the API from a browser on another site.
 	CORSOrigins []string
+	// TLS serves the gateway over HTTPS when set.
+	TLS service.TLSFiles
 }
 
 // Platform is every service of Awesome Pizza in one process, wired to an
@@ -95,6 +97,9 @@ func (p *Platform) Start(ctx context.Context, cfg PlatformConfig, log *slog.Logg
 	}
 	if p.cat, err = catalog.Load(cfg.Catalog); err != nil {
 		return err
+	}
+	if _, err := cfg.TLS.Enabled(); err != nil {
+		return fmt.Errorf("--tls-cert/--tls-key: %w", err)
 	}
 	if p.http, err = service.Listen(cfg.HTTPAddr, "http-addr"); err != nil {
 		return err
@@ -167,6 +172,9 @@ func (p *Platform) Start(ctx context.Context, cfg PlatformConfig, log *slog.Logg
 	p.stopEdge = stopEdge
 	p.goRun(func() error { return p.gw.Run(edgeCtx) })
 	p.goRun(func() error {
+		if on, _ := cfg.TLS.Enabled(); on {
+			return service.ServeTLS(edgeCtx, p.http, p.gw.Handler(), cfg.TLS, 10*time.Second, log, p.gw.CloseStreams)
+		}
 		return service.Serve(edgeCtx, p.http, p.gw.Handler(), 10*time.Second, log, p.gw.CloseStreams)
 	})
 	select {
@@ -393,7 +401,11 @@ func (p *Platform) startNATS() error {
 
 // URLs of the running platform.
 func (p *Platform) HTTPURL() string {
-	return "http://" + displayAddr(p.http.Addr().(*net.TCPAddr))
+	scheme := "http://"
+	if on, _ := p.cfg.TLS.Enabled(); on {
+		scheme = "https://"
+	}
+	return scheme + displayAddr(p.http.Addr().(*net.TCPAddr))
 }
 
 func (p *Platform) NATSURL() string { return p.ns.ClientURL() }

@@ -27,6 +27,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,14 +36,16 @@ import (
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/service"
+	"github.com/awesome-pizza/pizza/services/gateway/auth"
 )
 
 func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
-		cfg                  SimConfig
-		restaurants, drivers string
-		logFormat, logLevel  string
-		seed                 int
+		cfg                       SimConfig
+		restaurants, drivers      string
+		token, dataDir, jwtSecret string
+		logFormat, logLevel       string
+		seed                      int
 	)
 	fs := flag.NewFlagSet("pizza sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -54,6 +57,9 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	service.StringFlag(fs, &restaurants, "restaurants", "", "comma-separated restaurant ids to order from and drive for (empty: all)")
 	service.StringFlag(fs, &drivers, "drivers", "all", `drivers to simulate: "all" (every driver of those restaurants), "none", or comma-separated ids`)
 	service.DurationFlag(fs, &cfg.GPSInterval, "gps-interval", time.Second, "time between a moving driver's position reports")
+	service.StringFlag(fs, &token, "token", "", "one bearer token for every simulated actor (an operator token); empty: mint per-actor tokens with the platform's key")
+	service.StringFlag(fs, &dataDir, "data-dir", ".pizza-data", "data dir of the platform whose development key signs the actors' tokens")
+	service.StringFlag(fs, &jwtSecret, "jwt-secret", "", "HMAC secret of the platform's tokens, instead of the development key")
 	service.StringFlag(fs, &logFormat, "log-format", "text", "log format: text or json")
 	service.StringFlag(fs, &logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -72,6 +78,26 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		cfg.Drivers = splitList(drivers)
 	}
 	cfg.Log = service.NewLogger(stderr, logFormat, logLevel)
+	switch {
+	case token != "":
+		cfg.Tokens = StaticToken(token)
+	case jwtSecret != "":
+		keys, err := auth.NewKeys([]byte(jwtSecret))
+		if err != nil {
+			return fmt.Errorf("--jwt-secret: %w", err)
+		}
+		cfg.Tokens = MintedTokens(keys)
+	default:
+		// The development key of a platform run in this directory; without
+		// one, requests go without tokens (a platform without authentication).
+		if st, err := os.Stat(dataDir); err == nil && st.IsDir() {
+			keys, err := signingKeys(PlatformConfig{DataDir: dataDir})
+			if err != nil {
+				return err
+			}
+			cfg.Tokens = MintedTokens(keys)
+		}
+	}
 	s := New(cfg)
 	err := s.Run(ctx)
 	st := s.Stats()
@@ -113,8 +139,12 @@ type SimConfig struct {
 	// GPSInterval is the wall time between two position reports of a
 	// moving driver (default 1s).
 	GPSInterval time.Duration
+	// Tokens supplies the bearer token of each simulated actor: customers
+	// as themselves, drivers as themselves, a manager of the restaurants for
+	// their dashboard streams. nil sends none (authentication off).
+	Tokens TokenSource
 	// Positions carries the devices' position fixes (default: HTTP,
-	// POST /api/drivers/{id}/location on the gateway).
+	// POST /api/drivers/{id}/location on the gateway, as the driver).
 	Positions PositionSink
 	// Client is the HTTP client for the API (default: one with a pool
 	// sized for the devices).
@@ -140,15 +170,17 @@ type PositionSink interface {
 	ReportPosition(ctx context.Context, driverID string, fix Fix) error
 }
 
-// HTTPPositions reports positions with POST /api/drivers/{id}/location.
+// HTTPPositions reports positions with POST /api/drivers/{id}/location,
+// authenticated as the driver.
 type HTTPPositions struct {
 	GatewayURL string
 	Client     *http.Client
+	Tokens     TokenSource
 }
 
 // ReportPosition implements PositionSink.
 func (h HTTPPositions) ReportPosition(ctx context.Context, driverID string, fix Fix) error {
-	a := &simAPI{base: strings.TrimRight(h.GatewayURL, "/"), hc: h.Client}
+	a := &simAPI{base: strings.TrimRight(h.GatewayURL, "/"), hc: h.Client, tokens: h.Tokens}
 	if a.hc == nil {
 		a.hc = http.DefaultClient
 	}
@@ -156,7 +188,46 @@ func (h HTTPPositions) ReportPosition(ctx context.Context, driverID string, fix 
 		"latitude": fix.Latitude, "longitude": fix.Longitude, "speedKmh": fix.SpeedKmh,
 		"heading": fix.Heading, "accuracyM": fix.AccuracyM, "timestamp": fix.At.UTC().Format(time.RFC3339Nano),
 	}
-	return a.do(ctx, http.MethodPost, "/api/drivers/"+url.PathEscape(driverID)+"/location", body, "", nil)
+	return a.do(ctx, asDriver(driverID), http.MethodPost, "/api/drivers/"+url.PathEscape(driverID)+"/location", body, "", nil)
+}
+
+// TokenSource returns the bearer token an actor of the simulation sends.
+type TokenSource func(p auth.Principal) (string, error)
+
+// StaticToken sends one token (an operator's) for every actor.
+func StaticToken(token string) TokenSource {
+	return func(auth.Principal) (string, error) { return token, nil }
+}
+
+// MintedTokens mints each actor its own token with the platform's key, so
+// every actor is held to its role's rules and limits, as real clients are.
+func MintedTokens(keys *auth.Keys) TokenSource {
+	type minted struct {
+		token string
+		at    time.Time
+	}
+	var mu sync.Mutex
+	cache := map[string]minted{}
+	return func(p auth.Principal) (string, error) {
+		k := p.Role + "|" + p.Subject + "|" + strings.Join(p.Restaurants, ",")
+		mu.Lock()
+		defer mu.Unlock()
+		if m, ok := cache[k]; ok && time.Since(m.at) < 12*time.Hour {
+			return m.token, nil
+		}
+		tok, err := keys.Mint(p, 24*time.Hour)
+		if err != nil {
+			return "", err
+		}
+		cache[k] = minted{tok, time.Now()}
+		return tok, nil
+	}
+}
+
+func asDriver(id string) *auth.Principal { return &auth.Principal{Subject: id, Role: auth.RoleDriver} }
+
+func asCustomer(id string) *auth.Principal {
+	return &auth.Principal{Subject: id, Role: auth.RoleCustomer}
 }
 
 // SimStats are the simulator's counters.
@@ -171,11 +242,12 @@ type SimStats struct {
 
 // Simulator plays customers and drivers against a gateway.
 type Simulator struct {
-	cfg   SimConfig
-	api   *simAPI
-	sink  PositionSink
-	log   *slog.Logger
-	runID string
+	cfg     SimConfig
+	api     *simAPI
+	sink    PositionSink
+	log     *slog.Logger
+	runID   string
+	manager *auth.Principal // watches the restaurants' dashboards
 
 	placed, rejected, pickups, delivered, gps, errs atomic.Int64
 }
@@ -203,11 +275,11 @@ func New(cfg SimConfig) *Simulator {
 		tr.MaxIdleConnsPerHost = 64
 		cfg.Client = &http.Client{Transport: tr}
 	}
-	s := &Simulator{cfg: cfg, api: &simAPI{base: cfg.GatewayURL, hc: cfg.Client}, log: cfg.Log.With("component", "sim"),
+	s := &Simulator{cfg: cfg, api: &simAPI{base: cfg.GatewayURL, hc: cfg.Client, tokens: cfg.Tokens}, log: cfg.Log.With("component", "sim"),
 		runID: strconv.FormatInt(time.Now().UnixNano(), 36)}
 	s.sink = cfg.Positions
 	if s.sink == nil {
-		s.sink = HTTPPositions{GatewayURL: cfg.GatewayURL, Client: cfg.Client}
+		s.sink = HTTPPositions{GatewayURL: cfg.GatewayURL, Client: cfg.Client, Tokens: cfg.Tokens}
 	}
 	return s
 }
@@ -261,6 +333,10 @@ func (s *Simulator) Run(ctx context.Context) error {
 	if err != nil {
 		return stopped(ctx, err)
 	}
+	s.manager = &auth.Principal{Subject: "sim-manager", Role: auth.RoleManager}
+	for _, r := range restaurants {
+		s.manager.Restaurants = append(s.manager.Restaurants, r.ID)
+	}
 	devices, err := s.loadDevices(ctx, restaurants)
 	if err != nil {
 		return stopped(ctx, err)
@@ -282,7 +358,7 @@ func (s *Simulator) Run(ctx context.Context) error {
 	}
 	for rid, w := range wakers {
 		wg.Go(func() {
-			s.api.follow(ctx, "/api/dashboard/"+url.PathEscape(rid)+"/stream", false, func(sseFrame) bool {
+			s.api.follow(ctx, s.manager, "/api/dashboard/"+url.PathEscape(rid)+"/stream", false, func(sseFrame) bool {
 				w.signal()
 				return true
 			})
@@ -313,7 +389,7 @@ func stopped(ctx context.Context, err error) error {
 func (s *Simulator) waitReady(ctx context.Context) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		err := s.api.do(ctx, http.MethodGet, "/readyz", nil, "", nil)
+		err := s.api.do(ctx, nil, http.MethodGet, "/readyz", nil, "", nil)
 		if err == nil {
 			return nil
 		}
@@ -330,7 +406,7 @@ func (s *Simulator) waitReady(ctx context.Context) error {
 
 func (s *Simulator) loadRestaurants(ctx context.Context) ([]*simRestaurant, error) {
 	var all []*simRestaurant
-	if err := s.api.do(ctx, http.MethodGet, "/api/restaurants", nil, "", &all); err != nil {
+	if err := s.api.do(ctx, nil, http.MethodGet, "/api/restaurants", nil, "", &all); err != nil {
 		return nil, fmt.Errorf("list restaurants: %w", err)
 	}
 	var out []*simRestaurant
@@ -348,7 +424,7 @@ func (s *Simulator) loadRestaurants(ctx context.Context) ([]*simRestaurant, erro
 		return nil, errors.New("the gateway lists no restaurant")
 	}
 	for _, r := range out {
-		if err := s.api.do(ctx, http.MethodGet, "/api/menu/"+url.PathEscape(r.ID), nil, "", &r.menu); err != nil {
+		if err := s.api.do(ctx, nil, http.MethodGet, "/api/menu/"+url.PathEscape(r.ID), nil, "", &r.menu); err != nil {
 			return nil, fmt.Errorf("menu of %s: %w", r.ID, err)
 		}
 		if len(r.menu.Pizzas) == 0 || len(r.menu.Sizes) == 0 {
@@ -363,12 +439,18 @@ func (s *Simulator) loadDevices(ctx context.Context, restaurants []*simRestauran
 		return nil, nil
 	}
 	var drivers []simDriver
-	if err := s.api.do(ctx, http.MethodGet, "/api/drivers", nil, "", &drivers); err != nil {
-		return nil, fmt.Errorf("list drivers: %w", err)
-	}
 	byID := map[string]*simRestaurant{}
 	for _, r := range restaurants {
 		byID[r.ID] = r
+		var list []simDriver
+		if err := s.api.do(ctx, s.manager, http.MethodGet, "/api/drivers?restaurantId="+url.QueryEscape(r.ID), nil, "", &list); err != nil {
+			var pe *apiError
+			if errors.As(err, &pe) && (pe.Status == http.StatusUnauthorized || pe.Status == http.StatusForbidden) {
+				return nil, fmt.Errorf("the gateway refused the simulator's credentials (%w): pass --token with an operator token, or the platform's --data-dir or --jwt-secret", err)
+			}
+			return nil, fmt.Errorf("list the drivers of %s: %w", r.ID, err)
+		}
+		drivers = append(drivers, list...)
 	}
 	var out []*device
 	for i, d := range drivers {
@@ -395,6 +477,7 @@ var simPayments = []string{"CreditCard", "DebitCard", "Cash", "DigitalWallet"}
 type plannedOrder struct {
 	N          int
 	Restaurant string
+	Customer   string
 	Body       map[string]any
 	Dropoff    geo
 }
@@ -414,8 +497,9 @@ func planOrder(rng *rand.Rand, n int, restaurants []*simRestaurant) plannedOrder
 	}
 	dest, street := destinationNear(rng, r.Location)
 	city, state := cityOf(r.Address)
-	return plannedOrder{N: n, Restaurant: r.ID, Dropoff: dest, Body: map[string]any{
-		"customerId":   fmt.Sprintf("sim-customer-%d", 1+rng.IntN(500)),
+	customer := fmt.Sprintf("sim-customer-%d", 1+rng.IntN(500))
+	return plannedOrder{N: n, Restaurant: r.ID, Customer: customer, Dropoff: dest, Body: map[string]any{
+		"customerId":   customer,
 		"restaurantId": r.ID,
 		"items":        items,
 		"address": map[string]any{"street": street, "city": city, "state": state,
@@ -483,19 +567,17 @@ func (s *Simulator) place(ctx context.Context, o plannedOrder) {
 			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
 			}
 		}
-		err = s.api.do(ctx, http.MethodPost, "/api/orders", o.Body, key, &placed)
-		var pe *apiError
-		if err == nil || (errors.As(err, &pe) && pe.Status < 500) || ctx.Err() != nil {
+		err = s.api.do(ctx, asCustomer(o.Customer), http.MethodPost, "/api/orders", o.Body, key, &placed)
+		if err == nil || final(err) || ctx.Err() != nil {
 			break
 		}
 	}
-	var pe *apiError
 	switch {
 	case err == nil:
 		s.placed.Add(1)
 		s.log.Debug("order placed", "order_id", placed.OrderID, "restaurant", o.Restaurant)
 	case ctx.Err() != nil:
-	case errors.As(err, &pe) && pe.Status < 500:
+	case final(err):
 		s.rejected.Add(1)
 		s.log.Info("order refused", "restaurant", o.Restaurant, "err", err)
 	default:
@@ -571,7 +653,7 @@ func (d *device) run(ctx context.Context) {
 
 func (d *device) load(ctx context.Context) (simDriver, bool) {
 	var v simDriver
-	if err := d.s.api.do(ctx, http.MethodGet, "/api/drivers/"+url.PathEscape(d.id), nil, "", &v); err != nil {
+	if err := d.s.api.do(ctx, asDriver(d.id), http.MethodGet, "/api/drivers/"+url.PathEscape(d.id), nil, "", &v); err != nil {
 		if ctx.Err() == nil {
 			d.s.errs.Add(1)
 			d.s.log.Warn("reading the driver failed", "driver_id", d.id, "err", err)
@@ -590,7 +672,10 @@ func (d *device) deliver(ctx context.Context, view simDriver) simDriver {
 	defer cancel()
 	var status atomic.Value
 	status.Store("")
-	go d.s.api.follow(octx, "/api/orders/"+url.PathEscape(cd.OrderID)+"/track", true, func(f sseFrame) bool {
+	go d.s.api.follow(octx, asDriver(d.id), "/api/orders/"+url.PathEscape(cd.OrderID)+"/track", true, func(f sseFrame) bool {
+		if f.event != "order" {
+			return true // the driver's own position, echoed back
+		}
 		var o struct {
 			Status string `json:"status"`
 		}
@@ -648,9 +733,8 @@ func (d *device) command(ctx context.Context, verb, orderID string, out *simDriv
 			case <-time.After(time.Duration(attempt) * 300 * time.Millisecond):
 			}
 		}
-		err = d.s.api.do(ctx, http.MethodPost, "/api/drivers/"+url.PathEscape(d.id)+"/"+verb, map[string]string{"orderId": orderID}, key, out)
-		var pe *apiError
-		if err == nil || (errors.As(err, &pe) && pe.Status < 500) || ctx.Err() != nil {
+		err = d.s.api.do(ctx, asDriver(d.id), http.MethodPost, "/api/drivers/"+url.PathEscape(d.id)+"/"+verb, map[string]string{"orderId": orderID}, key, out)
+		if err == nil || final(err) || ctx.Err() != nil {
 			return err
 		}
 	}
@@ -842,8 +926,24 @@ func destinationNear(rng *rand.Rand, p geo) (geo, string) {
 // --- a small client of the gateway ---
 
 type simAPI struct {
-	base string
-	hc   *http.Client
+	base   string
+	hc     *http.Client
+	tokens TokenSource
+}
+
+// authorize adds the actor's bearer token (none for public routes).
+func (a *simAPI) authorize(req *http.Request, as *auth.Principal) error {
+	if as == nil || a.tokens == nil {
+		return nil
+	}
+	tok, err := a.tokens(*as)
+	if err != nil {
+		return fmt.Errorf("token for %s %s: %w", as.Role, as.Subject, err)
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	return nil
 }
 
 // apiError is an answer of the gateway other than 2xx (a problem document).
@@ -853,6 +953,13 @@ type apiError struct {
 	Title         string `json:"title"`
 	Detail        string `json:"detail"`
 	CurrentStatus string `json:"currentStatus"`
+}
+
+// final reports an answer that a retry cannot change: a 4xx other than
+// 429 (too many requests).
+func final(err error) bool {
+	var pe *apiError
+	return errors.As(err, &pe) && pe.Status < 500 && pe.Status != http.StatusTooManyRequests
 }
 
 func (e *apiError) Error() string {
@@ -866,7 +973,7 @@ func (e *apiError) Error() string {
 	return msg
 }
 
-func (a *simAPI) do(ctx context.Context, method, path string, body any, key string, out any) error {
+func (a *simAPI) do(ctx context.Context, as *auth.Principal, method, path string, body any, key string, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	var rd io.Reader
@@ -882,6 +989,9 @@ func (a *simAPI) do(ctx context.Context, method, path string, body any, key stri
 		return err
 	}
 	req.Header.Set("Accept", "application/json")
+	if err := a.authorize(req, as); err != nil {
+		return err
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -920,29 +1030,32 @@ type sseFrame struct {
 	data      []byte
 }
 
-// follow reads an SSE stream and calls onFrame for every message until
-// ctx ends or onFrame returns false, reconnecting after the server's retry
-// delay when the connection drops. With resume it sends the last id seen
-// (Last-Event-ID); without, every reconnection starts with a snapshot.
-func (a *simAPI) follow(ctx context.Context, path string, resume bool, onFrame func(sseFrame) bool) {
+// follow reads an SSE stream as an actor and calls onFrame for every
+// message until ctx ends or onFrame returns false, reconnecting after the
+// server's retry delay (or Retry-After, when it limits streams) when the
+// connection drops. With resume it sends the last id seen (Last-Event-ID);
+// without, every reconnection starts with a snapshot. A stream the actor
+// may not open, or that does not exist, ends the call.
+func (a *simAPI) follow(ctx context.Context, as *auth.Principal, path string, resume bool, onFrame func(sseFrame) bool) {
 	retry := 2 * time.Second
 	lastID := ""
 	for ctx.Err() == nil {
+		wait := retry
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+path, nil)
 		if err != nil {
 			return
 		}
 		req.Header.Set("Accept", "text/event-stream")
+		if err := a.authorize(req, as); err != nil {
+			return
+		}
 		if resume && lastID != "" {
 			req.Header.Set("Last-Event-ID", lastID)
 		}
 		res, err := a.hc.Do(req)
 		if err == nil {
-			if res.StatusCode == http.StatusNotFound {
-				res.Body.Close()
-				return
-			}
-			if res.StatusCode == http.StatusOK {
+			switch res.StatusCode {
+			case http.StatusOK:
 				cont := readSSE(res.Body, func(f sseFrame) bool {
 					if f.id != "" {
 						lastID = f.id
@@ -953,14 +1066,20 @@ func (a *simAPI) follow(ctx context.Context, path string, resume bool, onFrame f
 				if !cont {
 					return
 				}
-			} else {
+			case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusGone:
+				res.Body.Close()
+				return
+			default:
+				if secs, err := strconv.Atoi(res.Header.Get("Retry-After")); err == nil && secs > 0 {
+					wait = time.Duration(secs) * time.Second
+				}
 				res.Body.Close()
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(retry):
+		case <-time.After(wait):
 		}
 	}
 }

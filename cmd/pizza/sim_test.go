@@ -32,7 +32,12 @@ func TestSimulatorDeliversOrdersAndReportsPositions(t *testing.T) {
 	h := startPlatform(t, cfg)
 	defer func() { h.stop() }()
 
-	sim := New(SimConfig{GatewayURL: h.base, Rate: 240, Duration: 90 * time.Second, TimeScale: 600, Seed: 42, GPSInterval: 40 * time.Millisecond})
+	// Every actor authenticates as itself: customers, drivers, a manager.
+	var tokens TokenSource
+	if h.p.keys != nil {
+		tokens = MintedTokens(h.p.keys)
+	}
+	sim := New(SimConfig{GatewayURL: h.base, Rate: 240, Duration: 90 * time.Second, TimeScale: 600, Seed: 42, GPSInterval: 40 * time.Millisecond, Tokens: tokens})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)

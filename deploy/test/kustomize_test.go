@@ -45,6 +45,7 @@ var thirdPartyImages = map[string]bool{
 var externalSecrets = map[string][]string{
 	"nats-credentials":  {"user", "password"},
 	"redis-credentials": {"password"},
+	"gateway-auth":      {"jwt-secret"},
 }
 
 // ---- strict decoding ----

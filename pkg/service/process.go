@@ -44,6 +44,9 @@ type Common struct {
 	StreamReplicas int
 	// Production denies delete and purge on the domain streams the service provisions.
 	Production bool
+	// NATS TLS: the CA that signed the server's certificate, and this
+	// service's client certificate and key (for mutual TLS).
+	NATSCA, NATSCert, NATSKey string
 }
 
 // Flags defines the common flags on fs; healthAddr is the service's
@@ -56,6 +59,24 @@ func (c *Common) Flags(fs *flag.FlagSet, healthAddr string) {
 	StringFlag(fs, &c.HealthAddr, "health-addr", healthAddr, "address of /healthz, /readyz and /metrics")
 	IntFlag(fs, &c.StreamReplicas, "stream-replicas", 1, "replicas of the streams this service provisions")
 	BoolFlag(fs, &c.Production, "production", false, "production stream settings: deny delete and purge")
+	StringFlag(fs, &c.NATSCA, "nats-ca", "", "CA certificate (PEM) to verify the NATS servers; enables TLS")
+	StringFlag(fs, &c.NATSCert, "nats-cert", "", "client certificate (PEM) for NATS mutual TLS")
+	StringFlag(fs, &c.NATSKey, "nats-key", "", "client key (PEM) for NATS mutual TLS")
+}
+
+// NATSOptions are the connection options the settings ask for (TLS).
+func (c *Common) NATSOptions() ([]nats.Option, error) {
+	var opts []nats.Option
+	if c.NATSCA != "" {
+		opts = append(opts, nats.RootCAs(c.NATSCA))
+	}
+	if (c.NATSCert == "") != (c.NATSKey == "") {
+		return nil, errors.New("--nats-cert and --nats-key go together")
+	}
+	if c.NATSCert != "" {
+		opts = append(opts, nats.ClientCert(c.NATSCert, c.NATSKey))
+	}
+	return opts, nil
 }
 
 // LogValues lists the settings for the start-up log line (secrets masked).
@@ -95,7 +116,11 @@ func Connect(ctx context.Context, name string, log *slog.Logger, c Common) (_ *R
 	if r.health, err = Listen(c.HealthAddr, "health-addr"); err != nil {
 		return nil, err
 	}
-	if r.NC, err = ConnectNATS(c.NATSURL, name, log); err != nil {
+	natsOpts, err := c.NATSOptions()
+	if err != nil {
+		return nil, err
+	}
+	if r.NC, err = ConnectNATS(c.NATSURL, name, log, natsOpts...); err != nil {
 		return nil, err
 	}
 	if r.JS, err = jetstream.New(r.NC); err != nil {

@@ -6,6 +6,7 @@ package service
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -222,6 +223,29 @@ func Listen(addr, flagName string) (net.Listener, error) {
 }
 
 var errAddrInUse = errors.New("address already in use")
+
+// TLSFiles names a certificate and its key (PEM files). Empty: plain TCP.
+type TLSFiles struct {
+	Cert, Key string
+}
+
+// Enabled reports whether TLS is configured; both files or neither.
+func (t TLSFiles) Enabled() (bool, error) {
+	if (t.Cert == "") != (t.Key == "") {
+		return false, errors.New("TLS needs both a certificate and a key")
+	}
+	return t.Cert != "", nil
+}
+
+// ServeTLS is Serve over TLS with the given certificate and key.
+func ServeTLS(ctx context.Context, l net.Listener, h http.Handler, files TLSFiles, grace time.Duration, log *slog.Logger, onShutdown ...func()) error {
+	cert, err := tls.LoadX509KeyPair(files.Cert, files.Key)
+	if err != nil {
+		return fmt.Errorf("TLS: %w", err)
+	}
+	tl := tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	return Serve(ctx, tl, h, grace, log, onShutdown...)
+}
 
 // Serve runs an HTTP server on l until ctx ends, then shuts it down
 // gracefully within grace: it stops accepting, calls onShutdown (to end

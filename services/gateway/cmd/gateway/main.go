@@ -4,33 +4,81 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"log/slog"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/catalog"
 	"github.com/awesome-pizza/pizza/pkg/service"
 	"github.com/awesome-pizza/pizza/services/gateway"
+	"github.com/awesome-pizza/pizza/services/gateway/auth"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 func main() { service.Main("gateway", run) }
 
 func run(ctx context.Context, log *slog.Logger, args []string) error {
-	var natsURL, redisURL, keyspace, catalogPath, httpAddr string
+	var common service.Common
+	var httpAddr, jwtSecret, cors, proxies string
+	var noAuth bool
+	var tlsFiles service.TLSFiles
 	var ryw time.Duration
+	var rate, timeScale float64
+	var streams int
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	service.StringFlag(fs, &natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server(s)", "NATS_URL")
-	service.StringFlag(fs, &redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis with the read models", "REDIS_URL")
-	service.StringFlag(fs, &keyspace, "keyspace", "pizza:", "prefix of Redis keys")
-	service.StringFlag(fs, &catalogPath, "catalog", "", "catalogue file; empty: the built-in seed")
-	service.StringFlag(fs, &httpAddr, "http-addr", ":8080", "HTTP address")
+	common.Flags(fs, "") // the gateway serves health on its HTTP address
+	service.StringFlag(fs, &httpAddr, "http-addr", ":8080", "HTTP address (API, SSE, UI, health, metrics)")
+	service.StringFlag(fs, &jwtSecret, "jwt-secret", "", "HMAC secret of bearer tokens (32+ bytes; comma-separated to rotate: the first signs)")
+	service.BoolFlag(fs, &noAuth, "insecure-no-auth", false, "turn authentication off (every caller is the operator); never in production")
+	service.StringFlag(fs, &tlsFiles.Cert, "tls-cert", "", "certificate (PEM) to serve HTTPS")
+	service.StringFlag(fs, &tlsFiles.Key, "tls-key", "", "key (PEM) of --tls-cert")
+	service.StringFlag(fs, &cors, "cors-origins", "", "browser origins allowed to call the API, comma-separated")
+	service.StringFlag(fs, &proxies, "trusted-proxies", "", "CIDR ranges of proxies whose X-Forwarded-For is believed, comma-separated")
+	service.FloatFlag(fs, &rate, "rate-limit", 50, "requests per second per client address and per user")
+	service.IntFlag(fs, &streams, "max-streams-per-user", 10, "concurrent SSE streams per user")
+	service.FloatFlag(fs, &timeScale, "time-scale", 1, "divides platform durations (driver ETAs)")
 	service.DurationFlag(fs, &ryw, "read-your-writes-timeout", 2*time.Second, "how long a command waits for its read model")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log.Info("starting gateway", "nats_url", service.Redact(natsURL), "redis_url", service.Redact(redisURL), "keyspace", keyspace, "http_addr", httpAddr)
-	cat, err := catalog.Load(catalogPath)
+	log.Info("starting gateway", append(common.LogValues(), "http_addr", httpAddr, "auth", !noAuth, "tls", tlsFiles.Cert != "", "cors_origins", cors,
+		"trusted_proxies", proxies, "rate_limit", rate)...)
+	if _, err := tlsFiles.Enabled(); err != nil {
+		return err
+	}
+	var keys *auth.Keys
+	if !noAuth {
+		if jwtSecret == "" {
+			return errors.New("--jwt-secret is required (or --insecure-no-auth for local experiments)")
+		}
+		var secrets [][]byte
+		for _, s := range strings.Split(jwtSecret, ",") {
+			secrets = append(secrets, []byte(s))
+		}
+		var err error
+		if keys, err = auth.NewKeys(secrets...); err != nil {
+			return err
+		}
+	}
+	var trusted []netip.Prefix
+	for _, p := range strings.Split(proxies, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			return errors.New("--trusted-proxies: " + err.Error())
+		}
+		trusted = append(trusted, prefix)
+	}
+	var origins []string
+	if cors != "" {
+		origins = strings.Split(cors, ",")
+	}
+	cat, err := catalog.Load(common.CatalogPath)
 	if err != nil {
 		return err
 	}
@@ -38,7 +86,11 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
-	nc, err := service.ConnectNATS(natsURL, "gateway", log)
+	natsOpts, err := common.NATSOptions()
+	if err != nil {
+		return err
+	}
+	nc, err := service.ConnectNATS(common.NATSURL, "gateway", log, natsOpts...)
 	if err != nil {
 		return err
 	}
@@ -47,15 +99,20 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
-	rdb, err := service.ConnectRedis(ctx, redisURL, log)
+	rdb, err := service.ConnectRedis(ctx, common.RedisURL, log)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	g, err := gateway.New(gateway.Config{Keyspace: keyspace, ReadYourWritesTimeout: ryw}, gateway.Deps{NC: nc, JS: js, Redis: rdb, Catalog: cat, Log: log})
+	g, err := gateway.New(gateway.Config{Keyspace: common.Keyspace, ReadYourWritesTimeout: ryw, TimeScale: timeScale, RatePerSecond: rate,
+		RateBurst: int(2 * rate), MaxStreamsPerUser: streams, TrustedProxies: trusted, CORSOrigins: origins},
+		gateway.Deps{NC: nc, JS: js, Redis: rdb, Catalog: cat, Log: log, Auth: keys})
 	if err != nil {
 		return err
 	}
 	go func() { _ = g.Run(ctx) }()
+	if on, _ := tlsFiles.Enabled(); on {
+		return service.ServeTLS(ctx, l, g.Handler(), tlsFiles, 10*time.Second, log, g.CloseStreams)
+	}
 	return service.Serve(ctx, l, g.Handler(), 10*time.Second, log, g.CloseStreams)
 }
