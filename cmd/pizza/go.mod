@@ -32,6 +32,7 @@ require (
 	github.com/awesome-pizza/pizza/services/kitchen v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/mqttbridge v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/orders v0.0.0-00010101000000-000000000000
+	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
@@ -68,6 +69,7 @@ require (
 	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
