@@ -1,0 +1,56 @@
+module github.com/awesome-pizza/pizza/tests/fault
+
+go 1.26.0
+
+replace github.com/awesome-pizza/pizza/pkg/catalog => ../../pkg/catalog
+
+replace github.com/awesome-pizza/pizza/pkg/events => ../../pkg/events
+
+replace github.com/awesome-pizza/pizza/pkg/eventstore => ../../pkg/eventstore
+
+replace github.com/awesome-pizza/pizza/pkg/problem => ../../pkg/problem
+
+replace github.com/awesome-pizza/pizza/pkg/projection => ../../pkg/projection
+
+replace github.com/awesome-pizza/pizza/pkg/service => ../../pkg/service
+
+replace github.com/awesome-pizza/pizza/pkg/testkit => ../../pkg/testkit
+
+replace github.com/awesome-pizza/pizza/services/orders => ../../services/orders
+
+require (
+	github.com/awesome-pizza/pizza/pkg/catalog v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/pkg/events v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/pkg/eventstore v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/pkg/projection v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/pkg/testkit v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/services/orders v0.0.0-00010101000000-000000000000
+	github.com/nats-io/nats-server/v2 v2.15.2
+	github.com/nats-io/nats.go v1.55.0
+	github.com/prometheus/client_golang v1.25.0
+	github.com/redis/go-redis/v9 v9.23.0
+)
+
+require (
+	github.com/antithesishq/antithesis-sdk-go v0.9.0-default-no-op // indirect
+	github.com/awesome-pizza/pizza/pkg/problem v0.0.0-00010101000000-000000000000 // indirect
+	github.com/awesome-pizza/pizza/pkg/service v0.0.0-00010101000000-000000000000 // indirect
+	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/google/go-tpm v0.9.8 // indirect
+	github.com/google/uuid v1.6.0 // indirect
+	github.com/klauspost/compress v1.20.4 // indirect
+	github.com/minio/highwayhash v1.0.4 // indirect
+	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/nats-io/jwt/v2 v2.8.3 // indirect
+	github.com/nats-io/nkeys v0.4.17 // indirect
+	github.com/nats-io/nuid v1.0.1 // indirect
+	github.com/prometheus/client_model v0.6.3 // indirect
+	github.com/prometheus/common v0.72.0 // indirect
+	github.com/prometheus/procfs v0.22.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
+)
