@@ -167,7 +167,13 @@ func (s *Store) AppendAll(ctx context.Context, parts ...Append) (AppendResult, e
 		// A lost PubAck followed by a retry looks like a conflict on a
 		// single server. It is ours if the last subject of the batch ends
 		// with a message carrying our command id.
-		if m, lerr := s.lastOnSubject(ctx, subject); lerr == nil && m.Header.Get(events.HeaderCommandID) == commandID {
+		// Ask the stream leader, not any replica: a replica that has not
+		// applied our batch yet would make our own retry look like a conflict.
+		m, lerr := s.lastOnSubjectFromLeader(ctx, subject)
+		if lerr != nil {
+			return AppendResult{}, fmt.Errorf("append to %s: %w: checking a rejected retry: %v", subjectsOf(s.bc, parts), ErrUnavailable, lerr)
+		}
+		if m.Header.Get(events.HeaderCommandID) == commandID {
 			return AppendResult{FirstSeq: m.Sequence - uint64(n) + 1, LastSeq: m.Sequence, Duplicate: true}, nil
 		}
 		return AppendResult{}, fmt.Errorf("append to %s: %w", subjectsOf(s.bc, parts), ErrConflict)
@@ -279,6 +285,51 @@ func (s *Store) lastOnSubject(ctx context.Context, subject string) (*jetstream.R
 		return nil, err
 	}
 	return st.GetLastMsgForSubject(ctx, subject)
+}
+
+// lastOnSubjectFromLeader reads the subject's last message through the
+// stream's API (answered by the leader, which has applied every
+// acknowledged write), unlike a direct get, which any replica may answer.
+func (s *Store) lastOnSubjectFromLeader(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error) {
+	req, err := json.Marshal(map[string]string{"last_by_subj": subject})
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	resp, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+s.bc.Stream, req)
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		Message *struct {
+			Subject  string    `json:"subject"`
+			Sequence uint64    `json:"seq"`
+			Header   []byte    `json:"hdrs"`
+			Data     []byte    `json:"data"`
+			Time     time.Time `json:"time"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return nil, err
+	}
+	if r.Error != nil {
+		return nil, r.Error
+	}
+	if r.Message == nil {
+		return nil, errors.New("empty message reply")
+	}
+	hdr := nats.Header{}
+	if len(r.Message.Header) > 0 {
+		if m, err := nats.DecodeHeadersMsg(r.Message.Header); err == nil {
+			hdr = m
+		}
+	}
+	return &jetstream.RawStreamMsg{Subject: r.Message.Subject, Sequence: r.Message.Sequence, Header: hdr, Data: r.Message.Data, Time: r.Message.Time}, nil
 }
 
 // LastSeq returns the stream sequence of the aggregate's last event, 0 if

@@ -152,11 +152,16 @@ func DeleteModel(ctx context.Context, rdb *redis.Client, keyspace, model string)
 // unavailable) are retried with backoff from the last checkpoint; Run
 // returns only when ctx is done.
 func (r *Runtime) Run(ctx context.Context) error {
-	backoff := 50 * time.Millisecond
+	const firstBackoff = 50 * time.Millisecond
+	backoff := firstBackoff
 	for {
+		before := r.checkpoint.Load()
 		err := r.runOnce(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if r.checkpoint.Load() != before {
+			backoff = firstBackoff // it made progress: a new trouble starts small
 		}
 		r.log.Warn("projection interrupted; resuming from checkpoint", "checkpoint", r.checkpoint.Load(), "retry_in", backoff, "err", err)
 		t := time.NewTimer(backoff)
