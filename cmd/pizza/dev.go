@@ -18,6 +18,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		logFormat, logLevel string
 		seed                int
 		cors                string
+		withSim             bool
+		simRate             float64
 	)
 	fs := flag.NewFlagSet("pizza dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -38,6 +40,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	service.StringFlag(fs, &cfg.TLS.Cert, "tls-cert", "", "certificate (PEM) to serve the gateway over HTTPS")
 	service.StringFlag(fs, &cfg.TLS.Key, "tls-key", "", "key (PEM) of --tls-cert")
 	service.StringFlag(fs, &cors, "cors-origins", "", "browser origins allowed to call the API from other sites, comma-separated")
+	service.BoolFlag(fs, &withSim, "sim", false, "also run the simulator: customers ordering, drivers delivering")
+	service.FloatFlag(fs, &simRate, "sim-rate", 6, "with --sim: orders per minute across the restaurants")
 	service.StringFlag(fs, &logFormat, "log-format", "text", "log format: text or json")
 	service.StringFlag(fs, &logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -85,6 +89,19 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		for _, l := range labels {
 			fmt.Fprintf(stdout, "  %-28s %s\n", l, tokens[l])
 		}
+	}
+	if withSim {
+		var tokens TokenSource
+		if p.keys != nil {
+			tokens = MintedTokens(p.keys)
+		}
+		sim := New(SimConfig{GatewayURL: p.HTTPURL(), Rate: simRate, TimeScale: cfg.TimeScale, Seed: cfg.Seed, Tokens: tokens, Log: log})
+		go func() {
+			if err := sim.Run(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("simulator stopped", "err", err)
+			}
+		}()
+		log.Info("simulator running", "orders_per_minute", simRate)
 	}
 	select {
 	case <-ctx.Done():

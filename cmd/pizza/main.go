@@ -3,6 +3,8 @@
 //	pizza dev      run the whole platform in one process (embedded NATS, every service, the gateway)
 //	pizza replay   print the event log as JSON lines (filtered), or --verify its invariants
 //	pizza rebuild  rebuild read models from sequence 1 next to the live ones, then switch atomically
+//	pizza token    mint a bearer token with the development key
+//	pizza sim      simulate customers ordering and drivers delivering
 //
 // Run `pizza <command> -h` for a command's flags; every flag can also be
 // set through the environment (PIZZA_<FLAG_NAME>).
@@ -36,6 +38,7 @@ Usage:
   pizza replay [flags]    print the event log as JSON lines, or --verify its invariants
   pizza rebuild [flags]   rebuild read models from the log and switch them in atomically
   pizza token [flags]     mint a bearer token (--role R --subject S [--restaurant R])
+  pizza sim [flags]       simulate customers and drivers against a running platform
 
 Run 'pizza <command> -h' for the flags of a command.
 `
@@ -54,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runRebuild(ctx, args[1:], stdout, stderr)
 	case "token":
 		return runToken(ctx, args[1:], stdout, stderr)
+	case "sim":
+		return runSim(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

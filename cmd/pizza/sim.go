@@ -17,6 +17,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -44,6 +46,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		cfg                       SimConfig
 		restaurants, drivers      string
 		token, dataDir, jwtSecret string
+		caFile                    string
 		logFormat, logLevel       string
 		seed                      int
 	)
@@ -56,10 +59,11 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	service.IntFlag(fs, &seed, "seed", 0, "seed of every random choice: restaurants, pizzas, destinations, routes (0: random)")
 	service.StringFlag(fs, &restaurants, "restaurants", "", "comma-separated restaurant ids to order from and drive for (empty: all)")
 	service.StringFlag(fs, &drivers, "drivers", "all", `drivers to simulate: "all" (every driver of those restaurants), "none", or comma-separated ids`)
-	service.DurationFlag(fs, &cfg.GPSInterval, "gps-interval", time.Second, "time between a moving driver's position reports")
+	service.DurationFlag(fs, &cfg.GPSInterval, "gps-interval", 0, "time between a moving driver's position reports (0: about every 100 m driven, from 0.1 s to 1 s)")
 	service.StringFlag(fs, &token, "token", "", "one bearer token for every simulated actor (an operator token); empty: mint per-actor tokens with the platform's key")
 	service.StringFlag(fs, &dataDir, "data-dir", ".pizza-data", "data dir of the platform whose development key signs the actors' tokens")
 	service.StringFlag(fs, &jwtSecret, "jwt-secret", "", "HMAC secret of the platform's tokens, instead of the development key")
+	service.StringFlag(fs, &caFile, "tls-ca", "", "CA certificate (PEM) to trust for an HTTPS gateway, such as the --tls-cert of pizza dev")
 	service.StringFlag(fs, &logFormat, "log-format", "text", "log format: text or json")
 	service.StringFlag(fs, &logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -78,6 +82,17 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		cfg.Drivers = splitList(drivers)
 	}
 	cfg.Log = service.NewLogger(stderr, logFormat, logLevel)
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return fmt.Errorf("--tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--tls-ca: no certificate in %s", caFile)
+		}
+		cfg.Client = simClient(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	}
 	switch {
 	case token != "":
 		cfg.Tokens = StaticToken(token)
@@ -137,7 +152,7 @@ type SimConfig struct {
 	Drivers   []string
 	NoDrivers bool
 	// GPSInterval is the wall time between two position reports of a
-	// moving driver (default 1s).
+	// moving driver (default: about every 100 m driven, from 0.1 s to 1 s).
 	GPSInterval time.Duration
 	// Tokens supplies the bearer token of each simulated actor: customers
 	// as themselves, drivers as themselves, a manager of the restaurants for
@@ -262,7 +277,10 @@ func New(cfg SimConfig) *Simulator {
 		cfg.TimeScale = 1
 	}
 	if cfg.GPSInterval <= 0 {
-		cfg.GPSInterval = time.Second
+		// About 100 m between fixes at a scooter's speed, so the map shows
+		// the driver turning corners at any time scale.
+		every := time.Duration(100 / (vehicleSpeed("scooter") / 3.6 * cfg.TimeScale) * float64(time.Second))
+		cfg.GPSInterval = min(max(every, 100*time.Millisecond), time.Second)
 	}
 	if cfg.Seed == 0 {
 		cfg.Seed = time.Now().UnixNano()
@@ -271,9 +289,7 @@ func New(cfg SimConfig) *Simulator {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Client == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = 64
-		cfg.Client = &http.Client{Transport: tr}
+		cfg.Client = simClient(nil)
 	}
 	s := &Simulator{cfg: cfg, api: &simAPI{base: cfg.GatewayURL, hc: cfg.Client, tokens: cfg.Tokens}, log: cfg.Log.With("component", "sim"),
 		runID: strconv.FormatInt(time.Now().UnixNano(), 36)}
@@ -282,6 +298,16 @@ func New(cfg SimConfig) *Simulator {
 		s.sink = HTTPPositions{GatewayURL: cfg.GatewayURL, Client: cfg.Client, Tokens: cfg.Tokens}
 	}
 	return s
+}
+
+// simClient is an HTTP client with a connection pool sized for the devices.
+func simClient(tlsConfig *tls.Config) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	if tlsConfig != nil {
+		tr.TLSClientConfig = tlsConfig
+	}
+	return &http.Client{Transport: tr}
 }
 
 // Seed is the seed in use (the configured one, or the one drawn).
@@ -362,6 +388,12 @@ func (s *Simulator) Run(ctx context.Context) error {
 				w.signal()
 				return true
 			})
+			if ctx.Err() == nil {
+				// The stream was refused: the simulator's credentials may not
+				// read the dashboard. Its drivers look for orders on a timer.
+				s.log.Warn("no dashboard stream; the drivers check for assignments every few seconds", "restaurant", rid)
+				w.degrade()
+			}
 		})
 	}
 	for _, d := range devices {
@@ -611,7 +643,7 @@ type device struct {
 	vehicle    string
 	restaurant *simRestaurant
 	rng        *rand.Rand
-	wake       <-chan struct{}
+	wake       *wakeup
 	pos        geo
 }
 
@@ -643,7 +675,8 @@ func (d *device) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-d.wake:
+		case <-d.wake.C():
+		case <-d.wake.fallback():
 		}
 		if v, ok := d.load(ctx); ok {
 			view = v
@@ -796,16 +829,23 @@ func vehicleSpeed(vehicle string) float64 {
 
 // waker fans one restaurant's stream out to its devices.
 type waker struct {
-	mu   sync.Mutex
-	subs []chan struct{}
+	mu       sync.Mutex
+	subs     []chan struct{}
+	degraded atomic.Bool
 }
 
-func (w *waker) subscribe() <-chan struct{} {
+// wakeup is a device's side of a waker.
+type wakeup struct {
+	w *waker
+	c chan struct{}
+}
+
+func (w *waker) subscribe() *wakeup {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	c := make(chan struct{}, 1)
 	w.subs = append(w.subs, c)
-	return c
+	return &wakeup{w: w, c: c}
 }
 
 func (w *waker) signal() {
@@ -817,6 +857,23 @@ func (w *waker) signal() {
 		default:
 		}
 	}
+}
+
+// degrade switches the devices to a timer, for lack of a stream.
+func (w *waker) degrade() {
+	w.degraded.Store(true)
+	w.signal()
+}
+
+// C is signalled when the restaurant changed.
+func (u *wakeup) C() <-chan struct{} { return u.c }
+
+// fallback ticks only when the restaurant has no stream.
+func (u *wakeup) fallback() <-chan time.Time {
+	if !u.w.degraded.Load() {
+		return nil
+	}
+	return time.After(3 * time.Second)
 }
 
 // --- the street grid ---

@@ -68,32 +68,37 @@ func TestSimulatorDeliversOrdersAndReportsPositions(t *testing.T) {
 	}
 
 	// The platform saw the deliveries: every restaurant's Delivered orders
-	// add up to at least what the simulated drivers confirmed, and each has
-	// a valid lifecycle in the log.
-	delivered := 0
-	for _, r := range h.p.cat.Restaurants {
-		res, body := h.do("GET", "/api/restaurants/"+r.ID+"/orders?status=Delivered&limit=100", "", nil)
-		if res.StatusCode != http.StatusOK {
-			t.Fatalf("orders of %s: %d %s", r.ID, res.StatusCode, body)
-		}
-		var page struct {
-			Orders []ordersapi.OrderView `json:"orders"`
-		}
-		if err := json.Unmarshal(body, &page); err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range page.Orders {
-			delivered++
-			if log := h.orderLog(o.OrderID); !validDeliveredLog(log) {
-				t.Errorf("order %s: log %v is not a delivered lifecycle", o.OrderID, log)
+	// add up to at least what the simulated drivers confirmed (the orders
+	// saga turns the last confirmations into statuses a moment later), and
+	// each has a valid lifecycle in the log.
+	var delivered []ordersapi.OrderView
+	testkit.Eventually(t, 15*time.Second, func() error {
+		delivered = delivered[:0]
+		for _, r := range h.p.cat.Restaurants {
+			res, body := h.do("GET", "/api/restaurants/"+r.ID+"/orders?status=Delivered&limit=100", "", nil)
+			if res.StatusCode != http.StatusOK {
+				return fmt.Errorf("orders of %s: %d %s", r.ID, res.StatusCode, body)
 			}
-			if o.AssignedDriverID == nil {
-				t.Errorf("order %s was delivered without a driver", o.OrderID)
+			var page struct {
+				Orders []ordersapi.OrderView `json:"orders"`
 			}
+			if err := json.Unmarshal(body, &page); err != nil {
+				return err
+			}
+			delivered = append(delivered, page.Orders...)
 		}
-	}
-	if int64(delivered) < st.OrdersDelivered {
-		t.Errorf("%d orders delivered in the platform, the simulator confirmed %d", delivered, st.OrdersDelivered)
+		if int64(len(delivered)) < st.OrdersDelivered {
+			return fmt.Errorf("%d orders delivered in the platform, the simulator confirmed %d", len(delivered), st.OrdersDelivered)
+		}
+		return nil
+	})
+	for _, o := range delivered {
+		if log := h.orderLog(o.OrderID); !validDeliveredLog(log) {
+			t.Errorf("order %s: log %v is not a delivered lifecycle", o.OrderID, log)
+		}
+		if o.AssignedDriverID == nil {
+			t.Errorf("order %s was delivered without a driver", o.OrderID)
+		}
 	}
 
 	// The positions reached the log: TELEMETRY holds driver_location_reported

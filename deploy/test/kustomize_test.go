@@ -2,7 +2,6 @@ package deploytest
 
 import (
 	"fmt"
-	"os"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -41,9 +39,12 @@ var thirdPartyImages = map[string]bool{
 }
 
 // Secrets that production supplies itself (docs/operations.md): the prod
-// overlay references them and must not generate them.
+// overlay references them and must not generate them. nats-credentials holds
+// the operators' user (user, password) and one password per service
+// (<service>-password, see natsPasswordKey).
 var externalSecrets = map[string][]string{
-	"nats-credentials":  {"user", "password"},
+	"nats-credentials": {"user", "password",
+		"orders-password", "inventory-password", "kitchen-password", "drivers-password", "gateway-password", "mqttbridge-password"},
 	"redis-credentials": {"password"},
 	"gateway-auth":      {"jwt-secret"},
 }
@@ -684,11 +685,14 @@ func checkPizzaServices(t *testing.T, m *manifests, built map[string]bool) {
 		if !strings.Contains(natsURL, "$(NATS_USER):$(NATS_PASSWORD)@nats:4222") {
 			t.Errorf("%s: PIZZA_NATS_URL %q must carry the credentials of the Secret and name the nats Service", id, natsURL)
 		}
-		for _, v := range []string{"NATS_USER", "NATS_PASSWORD"} {
-			e := env(c, v)
-			if e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || trimHash(e.ValueFrom.SecretKeyRef.Name) != "nats-credentials" {
-				t.Errorf("%s: %s comes from the Secret nats-credentials", id, v)
-			}
+		// Its own NATS user (nats_test.go checks that nats.conf gives that
+		// user this password and only its own subjects).
+		if u := env(c, "NATS_USER"); u == nil || u.ValueFrom != nil || u.Value != svc {
+			t.Errorf("%s: NATS_USER must be the service's own NATS user %q", id, svc)
+		}
+		if e := env(c, "NATS_PASSWORD"); e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil ||
+			trimHash(e.ValueFrom.SecretKeyRef.Name) != "nats-credentials" || e.ValueFrom.SecretKeyRef.Key != natsPasswordKey(svc) {
+			t.Errorf("%s: NATS_PASSWORD comes from key %s of the Secret nats-credentials", id, natsPasswordKey(svc))
 		}
 		if !strings.Contains(envValue(c, "PIZZA_REDIS_URL"), "@redis:6379") {
 			t.Errorf("%s: PIZZA_REDIS_URL must name the redis Service", id)
@@ -775,22 +779,12 @@ func checkNATS(t *testing.T, m *manifests) {
 	}
 
 	// The configuration, as nats-server reads it.
-	cm := findConfigMapByVolume(t, m, ss.Spec.Template.Spec, "/etc/nats-config", c)
-	conf := cm.Data["nats.conf"]
 	if !strings.Contains(strings.Join(c.Args, " "), "/etc/nats-config/nats.conf") {
 		t.Errorf("%s: the server must be started with --config /etc/nats-config/nats.conf, got %v", id, c.Args)
 	}
-	file := filepath.Join(t.TempDir(), "nats.conf")
-	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SERVER_NAME", "nats-0")
-	t.Setenv("NATS_USER", "u")
-	t.Setenv("NATS_PASSWORD", "p")
-	opts, err := natsserver.ProcessConfigFile(file)
-	if err != nil {
-		t.Fatalf("%s: nats-server rejects nats.conf: %v", id, err)
-	}
+	cfg := loadNATSConfig(t, m)
+	opts := cfg.opts
+	checkNATSUsers(t, m, cfg)
 	if !opts.JetStream || opts.StoreDir == "" {
 		t.Errorf("%s: JetStream with file storage (store_dir) must be on", id)
 	}
@@ -800,8 +794,8 @@ func checkNATS(t *testing.T, m *manifests) {
 	if opts.PidFile == "" || !hasMount(c, path.Dir(opts.PidFile)) {
 		t.Errorf("%s: pid_file %q must be on a writable volume (lame duck signals it)", id, opts.PidFile)
 	}
-	if opts.ServerName != "nats-0" || opts.Username != "u" || opts.Password != "p" {
-		t.Errorf("%s: server_name and credentials come from the environment, got %q %q", id, opts.ServerName, opts.Username)
+	if opts.ServerName != "nats-0" {
+		t.Errorf("%s: server_name comes from the environment (the pod name), got %q", id, opts.ServerName)
 	}
 	if opts.Port != int(containerPort(c, intstr.FromString("client"))) || opts.HTTPPort != int(containerPort(c, intstr.FromString("monitor"))) {
 		t.Errorf("%s: client/monitor ports of nats.conf (%d/%d) differ from the container's", id, opts.Port, opts.HTTPPort)

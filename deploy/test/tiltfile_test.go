@@ -203,29 +203,32 @@ func checkSimulator(t *testing.T, m *tiltModel, root string) {
 	if sim.autoInit || !sim.manual {
 		t.Error("the simulator starts only when its button is pressed (auto_init=False, TRIGGER_MODE_MANUAL)")
 	}
-	const prefix = "go run ./cmd/pizza sim --nats-url "
+	// The simulator talks to the gateway through its port forward and signs
+	// its tokens with the dev overlay's JWT secret.
+	const prefix = "go run ./cmd/pizza sim --gateway-url "
 	if !strings.HasPrefix(sim.serveCmd, prefix) || sim.serveDir != root {
 		t.Fatalf("simulator: want %q... run from the root, got %q in %s", prefix, sim.serveCmd, sim.serveDir)
 	}
-	u, err := url.Parse(strings.Fields(strings.TrimPrefix(sim.serveCmd, prefix))[0])
+	fields := strings.Fields(strings.TrimPrefix(sim.serveCmd, prefix))
+	u, err := url.Parse(fields[0])
 	if err != nil {
 		t.Fatal(err)
 	}
 	port, _ := strconv.Atoi(u.Port())
-	if !hasForward(m, "nats", port, 4222) || u.Hostname() != "127.0.0.1" {
-		t.Errorf("simulator: %s must reach the NATS client port through a port forward", u.Redacted())
+	if !hasForward(m, "gateway", port, 8080) {
+		t.Errorf("simulator: %s must reach the gateway through a port forward", u.Redacted())
 	}
 	dev := buildOverlay(t, "dev")
-	secret := findSecret(dev, "nats-credentials")
+	secret := findSecret(dev, "gateway-auth")
 	if secret == nil {
-		t.Fatal("dev: no nats-credentials")
+		t.Fatal("dev: no gateway-auth")
 	}
-	pw, _ := u.User.Password()
-	if u.User.Username() != string(secret.Data["user"]) || pw != string(secret.Data["password"]) {
-		t.Errorf("simulator: credentials differ from the dev Secret (user %q)", u.User.Username())
+	i := slices.Index(fields, "--jwt-secret")
+	if i < 0 || i+1 >= len(fields) || fields[i+1] != string(secret.Data["jwt-secret"]) {
+		t.Errorf("simulator: --jwt-secret differs from the dev Secret gateway-auth")
 	}
-	if !slices.Contains(sim.resourceDeps, "nats") {
-		t.Error("simulator: depends on nats")
+	if !slices.Contains(sim.resourceDeps, "gateway") {
+		t.Error("simulator: depends on the gateway")
 	}
 }
 

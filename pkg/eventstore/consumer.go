@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/events"
+	"github.com/awesome-pizza/pizza/pkg/tracing"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ConsumerSpec configures a durable consumer. The durable name is part of
@@ -193,7 +195,14 @@ func (c *Consumer) handle(ctx context.Context, m jetstream.Msg) {
 	}
 	rec, err := DecodeMessage(c.reg, m.Subject(), m.Headers(), m.Data(), md.Stream, md.Sequence.Stream, md.Timestamp)
 	if err == nil {
-		err = c.safeHandle(ctx, rec)
+		// Continue the trace of the append that stored the event.
+		sctx, span := tracing.Start(tracing.FromTraceParent(ctx, rec.Envelope.TraceParent), "consume "+c.spec.Durable, trace.SpanKindConsumer,
+			"stream", md.Stream, "event", rec.Envelope.Type, "aggregate", rec.Envelope.AggregateID)
+		err = c.safeHandle(sctx, rec)
+		if err != nil {
+			span.RecordError(err)
+		}
+		span.End()
 	}
 	if err == nil {
 		if aerr := m.Ack(); aerr != nil {

@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/events"
+	"github.com/awesome-pizza/pizza/pkg/tracing"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Store appends to and reads from the event stream of one bounded context.
@@ -123,6 +125,10 @@ func (s *Store) AppendAll(ctx context.Context, parts ...Append) (AppendResult, e
 	if n > MaxEventsPerAppend {
 		return AppendResult{}, fmt.Errorf("append: %d events (allowed 1..%d)", n, MaxEventsPerAppend)
 	}
+	ctx, span := tracing.Start(ctx, "append "+s.bc.Stream, trace.SpanKindProducer, "stream", s.bc.Stream, "aggregate", parts[0].AggregateID, "command", commandID)
+	defer span.End()
+	// The events carry the append's trace, so their consumers continue it.
+	traceParent := tracing.TraceParent(ctx)
 	i := 0
 	for _, a := range parts {
 		subject := s.bc.Subject(a.AggregateID)
@@ -130,6 +136,9 @@ func (s *Store) AppendAll(ctx context.Context, parts ...Append) (AppendResult, e
 		for _, env := range a.Events {
 			if env.AggregateID != a.AggregateID {
 				return AppendResult{}, fmt.Errorf("append: event %d belongs to %q, not %q", i, env.AggregateID, a.AggregateID)
+			}
+			if traceParent != "" {
+				env.TraceParent = traceParent
 			}
 			body, err := env.Marshal()
 			if err != nil {

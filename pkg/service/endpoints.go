@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/problem"
+	"github.com/awesome-pizza/pizza/pkg/tracing"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Endpoints runs a service's micro command handlers concurrently: each
@@ -75,7 +77,7 @@ func Handle[C, R any](e *Endpoints, fn func(context.Context, C) (R, error)) micr
 	return func(req micro.Request) {
 		// Take what the goroutine needs now: the request must not be used
 		// after this function returns (see RespondJSON).
-		subject, replyTo, data := req.Subject(), req.Reply(), req.Data()
+		subject, replyTo, data, headers := req.Subject(), req.Reply(), req.Data(), req.Headers()
 		if !e.enter() {
 			_ = RespondProblem(e.nc, replyTo, &problem.Problem{Type: problem.TypeUnavailable, Title: "The service is shutting down", Status: 503,
 				Detail: "retry the command (with the same Idempotency-Key)"})
@@ -91,6 +93,8 @@ func Handle[C, R any](e *Endpoints, fn func(context.Context, C) (R, error)) micr
 			}
 			ctx, cancel := context.WithTimeout(e.base, e.timeout)
 			defer cancel()
+			ctx, span := tracing.Start(tracing.ExtractNATS(ctx, headers), "handle "+subject, trace.SpanKindServer)
+			defer span.End()
 			reply, err := fn(ctx, cmd)
 			if err != nil {
 				p := e.toProblem(err, reply)

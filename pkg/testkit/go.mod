@@ -47,3 +47,13 @@ replace github.com/awesome-pizza/pizza/services/drivers => ../../services/driver
 replace github.com/awesome-pizza/pizza/services/inventory => ../../services/inventory
 
 replace github.com/awesome-pizza/pizza/services/kitchen => ../../services/kitchen
+
+replace github.com/awesome-pizza/pizza/deploy/test => ../../deploy/test
+
+replace github.com/awesome-pizza/pizza/pkg/tracing => ../../pkg/tracing
+
+replace github.com/awesome-pizza/pizza/services/mqttbridge => ../../services/mqttbridge
+
+replace github.com/awesome-pizza/pizza/tests/fault => ../../tests/fault
+
+replace github.com/awesome-pizza/pizza/tests/browser => ../../tests/browser

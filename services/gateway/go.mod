@@ -26,6 +26,7 @@ require (
 	github.com/awesome-pizza/pizza/pkg/projection v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/service v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/pkg/testkit v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/pkg/tracing v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/drivers v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/inventory v0.0.0-00010101000000-000000000000
 	github.com/awesome-pizza/pizza/services/kitchen v0.0.0-00010101000000-000000000000
@@ -38,6 +39,7 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/redis/go-redis/v9 v9.23.0
+	go.opentelemetry.io/otel/trace v1.47.0
 	golang.org/x/time v0.16.0
 )
 
@@ -45,8 +47,9 @@ require (
 	github.com/antithesishq/antithesis-sdk-go v0.9.0-default-no-op // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/go-openapi/jsonpointer v0.22.5 // indirect
-	github.com/go-openapi/swag/jsonname v0.25.5 // indirect
+	github.com/go-logr/logr v1.4.4 // indirect
+	github.com/go-logr/stdr v1.2.2 // indirect
+	github.com/go-openapi/jsonpointer v1.0.0 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/gorilla/mux v1.8.0 // indirect
 	github.com/klauspost/compress v1.20.4 // indirect
@@ -65,6 +68,10 @@ require (
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
 	github.com/valyala/fasttemplate v1.2.2 // indirect
+	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
+	go.opentelemetry.io/otel v1.47.0 // indirect
+	go.opentelemetry.io/otel/log v1.47.0 // indirect
+	go.opentelemetry.io/otel/metric v1.47.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
 	go.yaml.in/yaml/v4 v4.0.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
@@ -82,4 +89,12 @@ replace github.com/awesome-pizza/pizza/services/inventory => ../../services/inve
 
 replace github.com/awesome-pizza/pizza/services/kitchen => ../../services/kitchen
 
-replace github.com/awesome-pizza/pizza/services/mqttbridge => ../mqttbridge
+replace github.com/awesome-pizza/pizza/services/mqttbridge => ../../services/mqttbridge
+
+replace github.com/awesome-pizza/pizza/pkg/tracing => ../../pkg/tracing
+
+replace github.com/awesome-pizza/pizza/deploy/test => ../../deploy/test
+
+replace github.com/awesome-pizza/pizza/tests/fault => ../../tests/fault
+
+replace github.com/awesome-pizza/pizza/tests/browser => ../../tests/browser

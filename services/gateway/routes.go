@@ -13,6 +13,7 @@ import (
 	"github.com/awesome-pizza/pizza/pkg/catalog"
 	"github.com/awesome-pizza/pizza/pkg/events"
 	"github.com/awesome-pizza/pizza/pkg/service"
+	"github.com/awesome-pizza/pizza/pkg/tracing"
 	"github.com/awesome-pizza/pizza/services/gateway/auth"
 	"github.com/awesome-pizza/pizza/services/gateway/internal/hub"
 	"github.com/awesome-pizza/pizza/services/orders/ordersapi"
@@ -21,6 +22,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Headers of the API.
@@ -36,7 +38,7 @@ func (g *Gateway) routes() *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = g.errorHandler
 	e.IPExtractor = ipExtractor(g.cfg.TrustedProxies)
-	e.Use(g.recoverer, g.requestID, securityHeaders, g.observe)
+	e.Use(g.recoverer, g.requestID, g.traced, securityHeaders, g.observe)
 	if len(g.cfg.CORSOrigins) > 0 {
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOrigins:  g.cfg.CORSOrigins,
@@ -68,6 +70,7 @@ func (g *Gateway) routes() *echo.Echo {
 	g.registerDrivers(api)
 	g.registerDashboard(api)
 	g.registerDevices(api)
+	g.registerUI(e)
 	return e
 }
 
@@ -114,6 +117,22 @@ func (g *Gateway) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 		}
 		r.Body = http.MaxBytesReader(c.Response(), r.Body, g.cfg.MaxBodyBytes)
+		return next(c)
+	}
+}
+
+// traced starts the request's span, continuing a caller's traceparent.
+func (g *Gateway) traced(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		ctx := tracing.ExtractHTTP(r.Context(), tracing.HTTPCarrier(r.Header))
+		route := c.Path()
+		if route == "" {
+			route = r.URL.Path
+		}
+		ctx, span := tracing.Start(ctx, r.Method+" "+route, trace.SpanKindServer, "http.method", r.Method, "http.route", route)
+		defer span.End()
+		c.SetRequest(r.WithContext(ctx))
 		return next(c)
 	}
 }
@@ -318,7 +337,12 @@ func (g *Gateway) call(ctx context.Context, subject string, cmd, reply any) erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.CommandTimeout)
 	defer cancel()
-	msg, err := g.deps.NC.RequestWithContext(ctx, subject, data)
+	ctx, span := tracing.Start(ctx, "request "+subject, trace.SpanKindClient)
+	defer span.End()
+	req := nats.NewMsg(subject)
+	req.Data = data
+	tracing.InjectNATS(ctx, req.Header)
+	msg, err := g.deps.NC.RequestMsgWithContext(ctx, req)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return &ordersapi.Problem{Type: ordersapi.TypeUnavailable, Title: "The service is unavailable", Status: http.StatusServiceUnavailable, Detail: "no instance is serving " + subject}

@@ -1,12 +1,9 @@
 package gateway
 
 import (
-	"context"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -14,9 +11,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/awesome-pizza/pizza/services/drivers/driversapi"
 	"github.com/labstack/echo/v4"
-	"github.com/redis/go-redis/v9"
 )
 
 // The web UI: plain HTML, CSS and JavaScript modules embedded in the
@@ -25,9 +20,11 @@ import (
 // /ui/; every route is explicit (no wildcard), so the router lists them.
 //
 // The pages talk to the API like any client: REST under /api and the SSE
-// streams (order tracking, kitchen display, dashboard). They send an
-// `Authorization: Bearer` header when a token is kept in localStorage
-// ("pizza.token"); login itself is not part of the UI yet.
+// streams (order tracking with the driver's position, kitchen display,
+// dashboard), read with fetch so that they can send an
+// `Authorization: Bearer` header from a token kept in localStorage
+// ("pizza.token"). Login itself is not part of the UI: a page the API
+// refuses offers a box to paste a token.
 
 //go:embed web
 var webFiles embed.FS
@@ -158,70 +155,4 @@ func etagMatches(header, etag string) bool {
 		}
 	}
 	return false
-}
-
-// --- live driver positions ---
-//
-// No documented stream carries a driver's position: the order's stream
-// changes with the order's events only, and the dashboard's version does
-// not include positions. The stream below fills that gap for the tracking
-// map and the driver view. It is not registered by registerUI: it is an API
-// route, so it needs its entry in openapi.yaml first (see
-// registerDriverStream). Until then the pages fall back to reading
-// GET /api/drivers/{id} whenever one of their streams brings a change.
-
-// registerDriverStream serves GET /api/drivers/{driverId}/stream: the
-// driver (as GET /api/drivers/{driverId}, position included) over SSE, on
-// connect and after every change of the driver or of its position. Frames
-// are `id: d<driver version>.p<telemetry sequence>`, `event: driver`,
-// `data: <Driver>`; resuming with Last-Event-ID skips an unchanged driver.
-func (g *Gateway) registerDriverStream(api *echo.Group) {
-	api.GET("/drivers/:driverId/stream", g.driverStream)
-}
-
-func (g *Gateway) driverStream(c echo.Context) error {
-	id, err := driverParam(c)
-	if err != nil {
-		return err
-	}
-	first, _, err := g.loadDriverFrame(c.Request().Context(), id)
-	if err != nil {
-		return err
-	}
-	// A driver's restaurant never changes; its changes and its position
-	// fixes are announced to the restaurant's watchers.
-	return g.streamRestaurant(c, first.RestaurantID, "driver", func(ctx context.Context) (string, []byte, error) {
-		v, seq, err := g.loadDriverFrame(ctx, id)
-		if err != nil {
-			return "", nil, err
-		}
-		b, err := json.Marshal(v)
-		return fmt.Sprintf("d%d.p%d", v.Version, seq), b, err
-	})
-}
-
-// loadDriverFrame reads a driver with its last position, and the position's
-// telemetry sequence (0 before the first fix).
-func (g *Gateway) loadDriverFrame(ctx context.Context, id string) (driversapi.DriverView, uint64, error) {
-	vals, err := g.deps.Redis.MGet(ctx, driversapi.DriverKey(g.cfg.Keyspace, id), driversapi.PositionKey(g.cfg.Keyspace, id)).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return driversapi.DriverView{}, 0, err
-	}
-	raw, ok := vals[0].(string)
-	if !ok {
-		return driversapi.DriverView{}, 0, notFound("Driver")
-	}
-	var v driversapi.DriverView
-	if err := json.Unmarshal([]byte(raw), &v); err != nil {
-		return v, 0, err
-	}
-	var seq uint64
-	if ps, ok := vals[1].(string); ok {
-		var p driversapi.PositionView
-		if json.Unmarshal([]byte(ps), &p) == nil {
-			v = v.WithPosition(&p)
-			seq = p.Seq
-		}
-	}
-	return v, seq, nil
 }

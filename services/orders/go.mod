@@ -34,8 +34,11 @@ require (
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.9.0-default-no-op // indirect
+	github.com/awesome-pizza/pizza/pkg/tracing v0.0.0-00010101000000-000000000000 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/go-logr/logr v1.4.4 // indirect
+	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/klauspost/compress v1.20.4 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
@@ -47,6 +50,11 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
+	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
+	go.opentelemetry.io/otel v1.47.0 // indirect
+	go.opentelemetry.io/otel/log v1.47.0 // indirect
+	go.opentelemetry.io/otel/metric v1.47.0 // indirect
+	go.opentelemetry.io/otel/trace v1.47.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
@@ -61,3 +69,13 @@ replace github.com/awesome-pizza/pizza/services/drivers => ../../services/driver
 replace github.com/awesome-pizza/pizza/services/inventory => ../../services/inventory
 
 replace github.com/awesome-pizza/pizza/services/kitchen => ../../services/kitchen
+
+replace github.com/awesome-pizza/pizza/deploy/test => ../../deploy/test
+
+replace github.com/awesome-pizza/pizza/pkg/tracing => ../../pkg/tracing
+
+replace github.com/awesome-pizza/pizza/services/mqttbridge => ../../services/mqttbridge
+
+replace github.com/awesome-pizza/pizza/tests/fault => ../../tests/fault
+
+replace github.com/awesome-pizza/pizza/tests/browser => ../../tests/browser

@@ -110,6 +110,26 @@ func TestProductionConfigurationGuard(t *testing.T) {
 		if natsConf == "" {
 			t.Skip("no NATS config (*.conf with a jetstream block) in k8s/overlays/prod")
 		}
+		// The config includes files the base ConfigMap puts beside it
+		// (authorization.conf): assemble the directory as the pod sees it.
+		dir := t.TempDir()
+		for _, src := range append(confs, mustGlob(t, repoPath("k8s", "base", "nats", "*.conf"))...) {
+			if filepath.Base(src) == filepath.Base(natsConf) && src != natsConf {
+				continue // the overlay's nats.conf replaces the base one
+			}
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, filepath.Base(src)), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// Passwords come from the environment in the pod; any value parses.
+			for _, m := range envRef.FindAllStringSubmatch(string(b), -1) {
+				t.Setenv(m[1], "guard-test-password")
+			}
+		}
+		natsConf = filepath.Join(dir, filepath.Base(natsConf))
 		opts := loadNATSConfig(t, natsConf)
 		if !opts.JetStream {
 			t.Errorf("%s: JetStream is not enabled", natsConf)
@@ -224,3 +244,15 @@ func configLiterals(path string) (map[string]string, error) {
 	}
 	return out, sc.Err()
 }
+
+func mustGlob(t *testing.T, pattern string) []string {
+	t.Helper()
+	m, err := filepath.Glob(pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// envRef finds the environment variables a NATS config refers to ($NAME).
+var envRef = regexp.MustCompile(`\$([A-Z][A-Z0-9_]*)`)

@@ -64,10 +64,12 @@ func (c *OrderChecker) Add(rec eventstore.Record) {
 	}
 	before := st.order.Status()
 	switch rec.Event.(type) {
-	case events.OrderPersonalDataErased:
+	case events.OrderPersonalDataErased, events.OrderStatusOverridden:
+		// Annotations: an erasure may come at any time; an override note
+		// follows the transition it explains (possibly to an end state).
 		st.order.Apply(rec.Event, rec.Envelope.OccurredAt)
 		return
-	case events.OrderStuckDetected, events.OrderStatusOverridden:
+	case events.OrderStuckDetected:
 		if before.Terminal() {
 			violate(RuleNotTerminal, "%s after the order ended %s", rec.Envelope.Type, before)
 		}

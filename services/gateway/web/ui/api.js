@@ -88,6 +88,7 @@ export function describe(err) {
     const p = err.problem;
     let s = p.title || `HTTP ${err.status}`;
     if (p.detail) s += `: ${p.detail}`;
+    if (p.currentStatus) s += ` (now ${p.currentStatus})`;
     if (Array.isArray(p.errors) && p.errors.length) {
       s += ` (${p.errors.map((e) => `${e.field} ${e.detail}`).join('; ')})`;
     }

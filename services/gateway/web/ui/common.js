@@ -1,9 +1,8 @@
 // Shared pieces of the pages: a DOM builder (no innerHTML anywhere: every
 // value from the API lands in text nodes), formatting, the order statuses,
-// the live indicator, and following a driver.
+// the live indicator, and the bearer token.
 
-import { enc, getJSON } from './api.js';
-import { coalesce, openStream } from './sse.js';
+import { authToken } from './api.js';
 
 export function h(tag, props, ...children) {
   const el = document.createElement(tag);
@@ -116,7 +115,7 @@ export function markNav() {
 
 // liveIndicator binds a stream's state to a badge.
 export function liveIndicator(el) {
-  const words = { connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…', missing: 'Unavailable', closed: 'Closed', offline: 'Offline' };
+  const words = { connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…', missing: 'Unavailable', closed: 'Closed', offline: 'Offline', idle: 'Idle' };
   return (state) => {
     if (!el) return;
     el.dataset.state = state;
@@ -128,48 +127,89 @@ export function ready() {
   document.body.dataset.ready = 'true';
 }
 
-// followDriver keeps a driver (with its position) up to date. It follows
-// GET /api/drivers/{id}/stream when the gateway serves it; otherwise it
-// re-reads GET /api/drivers/{id} whenever nudge() is called (the page calls
-// it when one of its own streams brings a change). Nothing polls.
-export function followDriver(id, { onDriver, onState, onGone } = {}) {
-  let mode = 'stream';
-  let closed = false;
-  const refresh = coalesce(async () => {
-    if (closed) return;
-    try {
-      const d = await getJSON(`/api/drivers/${enc(id)}`);
-      if (!closed) onDriver(d);
-    } catch (err) {
-      if (err && err.status === 404 && onGone) onGone();
-    }
-  });
-  const stream = openStream(`/api/drivers/${enc(id)}/stream`, {
-    onMessage: (ev) => onDriver(JSON.parse(ev.data)),
-    onState: (s) => {
-      if (onState && s !== 'missing') onState(s);
-    },
-    onMissing: () => {
-      mode = 'refresh';
-      if (onState) onState('live');
-      refresh();
-    },
-  });
-  return {
-    get mode() {
-      return mode;
-    },
-    id,
-    nudge() {
-      if (mode === 'refresh') refresh();
-    },
-    close() {
-      closed = true;
-      stream.close();
-    },
-  };
+// --- bearer token ---
+// The pages send the token kept in localStorage ("pizza.token"). Signing in
+// is out of their scope: when the API asks for a token, they offer a box to
+// paste one (from `pizza dev`'s output or `pizza token`).
+
+const TOKEN_KEY = 'pizza.token';
+
+// tokenClaims reads the token's claims (role, sub, restaurants) for display
+// and defaults; the gateway verifies the token, the page never trusts it.
+export function tokenClaims() {
+  const t = authToken();
+  if (!t) return null;
+  try {
+    const part = t.split('.')[1];
+    const b64 = part.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(part.length / 4) * 4, '=');
+    const claims = JSON.parse(atob(b64));
+    return claims && typeof claims === 'object' ? claims : null;
+  } catch {
+    return null;
+  }
+}
+
+// staffOf tells whether the token may read a restaurant's staff data
+// (drivers, dashboard): an operator, a manager of it, or no token at all
+// (a platform without authentication lets everyone in).
+export function staffOf(restaurantId) {
+  const c = tokenClaims();
+  if (!c) return !authToken();
+  if (c.role === 'operator') return true;
+  return c.role === 'manager' && Array.isArray(c.restaurants) && c.restaurants.includes(restaurantId);
+}
+
+function saveToken(value) {
+  try {
+    if (value) localStorage.setItem(TOKEN_KEY, value);
+    else localStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // Storage is disabled: nothing to keep.
+  }
+}
+
+// signIn shows a box to paste a bearer token; why tells what was refused.
+export function signIn(why) {
+  const main = document.querySelector('main');
+  if (!main || document.getElementById('signin')) return;
+  const input = h('input', { id: 'token-input', type: 'text', autocomplete: 'off', spellcheck: 'false', placeholder: 'eyJhbGciOi…', 'aria-label': 'Bearer token' });
+  const box = h('section', { id: 'signin', class: 'panel signin' },
+    h('h2', { text: authToken() ? 'This token cannot open this page' : 'A token is needed' }),
+    h('p', { class: 'muted', text: why || 'The platform asks for a bearer token. Paste one of the demo tokens `pizza dev` prints, or mint one with `pizza token --role … --subject …`.' }),
+    h('form', {
+      class: 'row',
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        saveToken(input.value.trim());
+        location.reload();
+      },
+    }, input, h('button', { type: 'submit', text: 'Use token' })));
+  main.prepend(box);
+}
+
+// handleAuth shows the sign-in box for a 401 or 403 and says whether it did.
+export function handleAuth(err) {
+  if (!err || (err.status !== 401 && err.status !== 403)) return false;
+  const p = err.problem || {};
+  signIn(err.status === 401 ? 'The platform asks for a bearer token: paste one of the demo tokens `pizza dev` prints, or mint one with `pizza token`.' : `${p.detail || 'Your token does not allow this page.'} Paste another token.`);
+  return true;
+}
+
+function whoAmI() {
+  const bar = document.querySelector('.topbar');
+  if (!bar) return;
+  const claims = tokenClaims();
+  const who = h('span', { class: 'who small' });
+  if (claims) {
+    who.append(h('span', { text: `${claims.role || 'token'} · ${claims.sub || ''}` }), ' ',
+      h('button', { type: 'button', class: 'linkish', text: 'Sign out', onclick: () => { saveToken(''); location.reload(); } }));
+  } else {
+    who.append(h('button', { type: 'button', class: 'linkish', text: 'Use a token', onclick: () => signIn() }));
+  }
+  bar.insertBefore(who, document.getElementById('live'));
 }
 
 export function topbar() {
   markNav();
+  whoAmI();
 }

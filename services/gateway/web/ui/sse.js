@@ -10,7 +10,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // openStream follows path until close() is called.
 //   onMessage({id, event, data})  for every message (data is the raw text)
 //   onState(state)                'connecting' | 'live' | 'reconnecting' | 'missing' | 'closed'
-//   onMissing(status)             the stream does not exist (404/410): no retry
+//   onMissing(status)             the stream is refused (401/403) or does not exist (404/410): no retry
 //   resume                        send Last-Event-ID when reconnecting (default true)
 export function openStream(path, { onMessage, onState, onMissing, resume = true } = {}) {
   let closed = false;
@@ -31,7 +31,7 @@ export function openStream(path, { onMessage, onState, onMissing, resume = true 
         const headers = { Accept: 'text/event-stream', ...authHeaders() };
         if (resume && lastId !== null) headers['Last-Event-ID'] = lastId;
         const res = await fetch(path, { headers, cache: 'no-store', credentials: 'same-origin', signal: controller.signal });
-        if (res.status === 404 || res.status === 410) {
+        if ([401, 403, 404, 410].includes(res.status)) {
           state('missing');
           if (onMissing) onMissing(res.status);
           return;

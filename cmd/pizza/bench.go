@@ -1,0 +1,2480 @@
+package main
+
+// pizza bench: the platform's figures, measured in process against the raw
+// engines underneath, in the same run.
+//
+// Every scenario starts its own in-process platform (embedded nats-server
+// with JetStream on disk under a temporary directory, the real Redis of
+// --redis-url in a keyspace of its own, authentication on, rate limits out
+// of the way) so that one scenario's background work (a kitchen queue, a
+// fleet) does not leak into the next one's figures. Everything listens on
+// loopback; every phase is bounded by --duration (or a fixed cap) and the
+// command stops by itself.
+//
+//	intake     POST /api/orders through gateway → orders → append → read model
+//	           (the 201 waits for the projection): closed-loop maximum and
+//	           open-loop latency at fixed offered rates; baseline: raw
+//	           JetStream appends (expected-sequence 0 and Nats-Msg-Id on fresh
+//	           subjects) at the same concurrency and rates.
+//	lifecycle  orders/s carried from placement to Delivered with instant
+//	           stages; the bench plays the drivers over HTTP.
+//	telemetry  MQTT QoS 0 and QoS 1 GPS fixes/s stored in TELEMETRY, and
+//	           device → SSE latency; baseline: a bare Mochi broker with a
+//	           counting hook and the same clients.
+//	fanout     N SSE watchers: event → client latency with one watcher per
+//	           order and with all of them on one order, RSS per idle client;
+//	           baseline: a bare Echo SSE broadcaster in the same process. The
+//	           watchers live in a child process (this binary again), so their
+//	           memory and file descriptors are not the server's.
+//	rebuild    events/s replayed from ORDERS into the orders read models;
+//	           baseline: pipelined SETs of as many documents.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/awesome-pizza/pizza/pkg/catalog"
+	"github.com/awesome-pizza/pizza/pkg/events"
+	"github.com/awesome-pizza/pizza/pkg/eventstore"
+	"github.com/awesome-pizza/pizza/pkg/projection"
+	"github.com/awesome-pizza/pizza/pkg/service"
+	"github.com/awesome-pizza/pizza/services/gateway/auth"
+	"github.com/awesome-pizza/pizza/services/mqttbridge/mqttapi"
+	ordersvc "github.com/awesome-pizza/pizza/services/orders"
+	"github.com/awesome-pizza/pizza/services/orders/ordersapi"
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/labstack/echo/v4"
+	mochi "github.com/mochi-mqtt/server/v2"
+	mochiauth "github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+)
+
+// benchScenarios are the scenarios in the order they run.
+var benchScenarios = []string{"intake", "lifecycle", "telemetry", "fanout", "rebuild"}
+
+// benchMaxWatchers bounds --watchers: server and client sockets share the
+// machine's file-descriptor limit (20,000 on the reference machine).
+const benchMaxWatchers = 10_000
+
+// benchWatchClientCommand returns the command that runs the fan-out
+// scenario's SSE clients in a child process: this binary, `pizza bench
+// --watch-client`. Tests point it at the test binary.
+var benchWatchClientCommand = func() (*exec.Cmd, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return exec.Command(exe, "bench", "--watch-client"), nil
+}
+
+type benchOptions struct {
+	duration    time.Duration
+	scenarios   []string
+	concurrency int
+	rates       []float64
+	watchers    int
+	redisURL    string
+	jsonOut     bool
+	cpuProfile  string
+	dataDir     string
+	drivers     int
+	mqttClients int
+	mqttRate    float64
+	timeScale   float64
+	logLevel    string
+
+	stderr io.Writer
+}
+
+// benchResult is one row of the report. Ratio is value / baseline.
+type benchResult struct {
+	Scenario string   `json:"scenario"`
+	Metric   string   `json:"metric"`
+	Unit     string   `json:"unit"`
+	Value    float64  `json:"value"`
+	Baseline *float64 `json:"baseline,omitempty"`
+	Ratio    *float64 `json:"ratio,omitempty"`
+	Note     string   `json:"note,omitempty"`
+}
+
+type benchMachine struct {
+	CPUs      int    `json:"cpus"`
+	CPUModel  string `json:"cpuModel"`
+	MemoryMiB int64  `json:"memoryMiB"`
+	Kernel    string `json:"kernel"`
+	GOOS      string `json:"goos"`
+	GOARCH    string `json:"goarch"`
+	Go        string `json:"go"`
+	Redis     string `json:"redis"`
+}
+
+type benchReport struct {
+	Command  string         `json:"command"`
+	Started  time.Time      `json:"started"`
+	Elapsed  string         `json:"elapsed"`
+	Machine  benchMachine   `json:"machine"`
+	Options  map[string]any `json:"options"`
+	Results  []benchResult  `json:"results"`
+	Failures []string       `json:"failures,omitempty"`
+}
+
+// benchRecorder collects the rows of one scenario.
+type benchRecorder struct {
+	mu       sync.Mutex
+	scenario string
+	results  *[]benchResult
+	log      io.Writer
+}
+
+func (r *benchRecorder) add(metric, unit string, value float64, note string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	*r.results = append(*r.results, benchResult{Scenario: r.scenario, Metric: metric, Unit: unit, Value: benchClean(value), Note: note})
+}
+
+func (r *benchRecorder) addVs(metric, unit string, value, baseline float64, note string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := benchClean(baseline)
+	res := benchResult{Scenario: r.scenario, Metric: metric, Unit: unit, Value: benchClean(value), Baseline: &b, Note: note}
+	if b != 0 {
+		ratio := benchClean(value / b)
+		res.Ratio = &ratio
+	}
+	*r.results = append(*r.results, res)
+}
+
+func (r *benchRecorder) logf(format string, args ...any) {
+	fmt.Fprintf(r.log, "bench: %s: %s\n", r.scenario, fmt.Sprintf(format, args...))
+}
+
+func benchClean(v float64) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0
+	}
+	return v
+}
+
+// benchSyncWriter serialises writes of the platform's logger and the
+// bench's progress lines.
+type benchSyncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *benchSyncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		o                  benchOptions
+		scenarios, rates   string
+		watchClient        bool
+		defaultConcurrency = 32
+	)
+	fs := flag.NewFlagSet("pizza bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measured phase")
+	fs.StringVar(&scenarios, "scenario", "all", "comma-separated scenarios: "+strings.Join(benchScenarios, ", ")+" (or all)")
+	fs.IntVar(&o.concurrency, "concurrency", defaultConcurrency, "concurrent clients of the closed-loop phases (intake, lifecycle, raw append)")
+	fs.StringVar(&rates, "rates", "200,1000", "comma-separated offered rates (orders/s) of the open-loop intake phases")
+	fs.IntVar(&o.watchers, "watchers", 1000, fmt.Sprintf("SSE watchers of the fan-out scenario (at most %d)", benchMaxWatchers))
+	service.StringFlag(fs, &o.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for the read models (each scenario uses a keyspace of its own, removed afterwards)", "REDIS_URL")
+	fs.BoolVar(&o.jsonOut, "json", false, "print the report as JSON on stdout (the table then goes to stderr)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of each scenario's main phase to <prefix>-<scenario>.pprof")
+	fs.StringVar(&o.dataDir, "data-dir", "", "parent of the temporary JetStream stores (default: the system temp dir)")
+	fs.IntVar(&o.drivers, "drivers", 20, "drivers per restaurant in the bench catalogue")
+	fs.IntVar(&o.mqttClients, "mqtt-clients", 1200, "MQTT devices (drivers' phones, one connection each) of the telemetry scenario; the fleet grows to match")
+	fs.Float64Var(&o.mqttRate, "mqtt-rate", 19, "GPS fixes/s each device sends into the platform (the bridge allows 20/s per connection); 0: as fast as acknowledged")
+	fs.Float64Var(&o.timeScale, "time-scale", 1e6, "platform time scale of the lifecycle and rebuild scenarios (stages instant)")
+	fs.StringVar(&o.logLevel, "log-level", "none", "level of the platform's own logs on stderr: none, error, warn, info, debug")
+	fs.BoolVar(&watchClient, "watch-client", false, "internal: run as the fan-out scenario's SSE client process (JSON lines on stdin/stdout)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if watchClient {
+		return benchWatchClientMain(os.Stdin, stdout)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("pizza bench: unexpected arguments %q", fs.Args())
+	}
+	switch {
+	case o.duration <= 0:
+		return errors.New("--duration must be positive")
+	case o.concurrency < 1:
+		return errors.New("--concurrency must be at least 1")
+	case o.watchers < 1 || o.watchers > benchMaxWatchers:
+		return fmt.Errorf("--watchers must be from 1 to %d", benchMaxWatchers)
+	case o.drivers < 1:
+		return errors.New("--drivers must be at least 1")
+	case o.mqttClients < 1 || o.mqttRate < 0:
+		return errors.New("--mqtt-clients must be at least 1 and --mqtt-rate not negative")
+	case o.timeScale <= 0:
+		return errors.New("--time-scale must be positive")
+	}
+	for _, s := range strings.Split(rates, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		r, err := strconv.ParseFloat(s, 64)
+		if err != nil || r <= 0 {
+			return fmt.Errorf("--rates: %q is not a positive rate", s)
+		}
+		o.rates = append(o.rates, r)
+	}
+	for _, s := range strings.Split(scenarios, ",") {
+		switch s = strings.TrimSpace(s); {
+		case s == "":
+		case s == "all":
+			o.scenarios = append(o.scenarios, benchScenarios...)
+		case slices.Contains(benchScenarios, s):
+			o.scenarios = append(o.scenarios, s)
+		default:
+			return fmt.Errorf("--scenario: unknown scenario %q (choose from %s, all)", s, strings.Join(benchScenarios, ", "))
+		}
+	}
+	if len(o.scenarios) == 0 {
+		return errors.New("--scenario: no scenario selected")
+	}
+	// Run the selected ones once each, in the canonical order.
+	o.scenarios = slices.DeleteFunc(slices.Clone(benchScenarios), func(s string) bool { return !slices.Contains(o.scenarios, s) })
+	errw := &benchSyncWriter{w: stderr}
+	o.stderr = errw
+
+	report := benchReport{
+		Command: "pizza bench " + strings.Join(args, " "),
+		Started: time.Now().UTC(),
+		Machine: benchMachineInfo(ctx, o.redisURL),
+		Options: map[string]any{
+			"duration": o.duration.String(), "scenarios": o.scenarios, "concurrency": o.concurrency, "rates": o.rates,
+			"watchers": o.watchers, "driversPerRestaurant": o.drivers, "mqttClients": o.mqttClients, "mqttRate": o.mqttRate, "timeScale": o.timeScale,
+		},
+		Results: []benchResult{},
+	}
+	fmt.Fprintf(errw, "bench: %d CPUs (%s), Go %s, Redis %s; scenarios %s, %s each phase\n",
+		report.Machine.CPUs, report.Machine.CPUModel, report.Machine.Go, report.Machine.Redis, strings.Join(o.scenarios, ","), o.duration)
+	run := map[string]func(context.Context, *benchOptions, *benchRecorder) error{
+		"intake": benchIntake, "lifecycle": benchLifecycle, "telemetry": benchTelemetry, "fanout": benchFanout, "rebuild": benchRebuild,
+	}
+	start := time.Now()
+	for _, name := range o.scenarios {
+		if ctx.Err() != nil {
+			report.Failures = append(report.Failures, name+": interrupted")
+			continue
+		}
+		rec := &benchRecorder{scenario: name, results: &report.Results, log: errw}
+		t0 := time.Now()
+		rec.logf("starting")
+		if err := run[name](ctx, &o, rec); err != nil {
+			rec.logf("FAILED: %v", err)
+			report.Failures = append(report.Failures, name+": "+err.Error())
+			continue
+		}
+		rec.logf("done in %s", time.Since(t0).Round(time.Millisecond))
+	}
+	report.Elapsed = time.Since(start).Round(time.Millisecond).String()
+
+	table := stdout
+	if o.jsonOut {
+		table = errw
+	}
+	benchPrintTable(table, report)
+	if o.jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(report); err != nil {
+			return err
+		}
+	}
+	if len(report.Failures) > 0 {
+		return fmt.Errorf("bench: %d scenario(s) failed: %s", len(report.Failures), strings.Join(report.Failures, "; "))
+	}
+	return nil
+}
+
+func benchPrintTable(w io.Writer, r benchReport) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "SCENARIO\tMETRIC\tVALUE\tBASELINE\tRATIO\t\n")
+	for _, res := range r.Results {
+		base, ratio := "-", "-"
+		if res.Baseline != nil {
+			base = benchNum(*res.Baseline)
+		}
+		if res.Ratio != nil {
+			ratio = fmt.Sprintf("%.3f", *res.Ratio)
+		}
+		metric := res.Metric
+		if res.Unit != "" {
+			metric += " (" + res.Unit + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", res.Scenario, metric, benchNum(res.Value), base, ratio)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "\nratio = value / baseline. Machine: %d CPUs %s, %d MiB, Linux %s, Go %s, Redis %s. Took %s.\n",
+		r.Machine.CPUs, r.Machine.CPUModel, r.Machine.MemoryMiB, r.Machine.Kernel, r.Machine.Go, r.Machine.Redis, r.Elapsed)
+	for _, f := range r.Failures {
+		fmt.Fprintf(w, "FAILED: %s\n", f)
+	}
+}
+
+func benchNum(v float64) string {
+	switch a := math.Abs(v); {
+	case a >= 1000:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case a >= 100:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	case a >= 1:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 3, 64)
+	}
+}
+
+func benchMachineInfo(ctx context.Context, redisURL string) benchMachine {
+	m := benchMachine{CPUs: runtime.NumCPU(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+				m.MemoryMiB = kb / 1024
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if opt, err := redis.ParseURL(redisURL); err == nil {
+		rdb := redis.NewClient(opt)
+		defer rdb.Close()
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		if info, err := rdb.Info(cctx, "server").Result(); err == nil {
+			for _, line := range strings.Split(info, "\n") {
+				if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
+					m.Redis = v
+				}
+			}
+		}
+	}
+	return m
+}
+
+// --- the platform under test ---
+
+type benchEnv struct {
+	o        *benchOptions
+	name     string
+	p        *Platform
+	base     string
+	addr     string
+	token    string
+	client   *http.Client
+	keyspace string
+	rdb      *redis.Client
+	dir      string
+	log      *slog.Logger
+}
+
+// benchCatalog is the built-in seed with stock that lasts the run and a
+// fleet of drivers per restaurant (the MQTT devices).
+func benchCatalog(driversPerRestaurant int) ([]byte, error) {
+	seed, err := json.Marshal(catalog.Default())
+	if err != nil {
+		return nil, err
+	}
+	var c catalog.Catalog
+	if err := json.Unmarshal(seed, &c); err != nil {
+		return nil, err
+	}
+	for i := range c.Restaurants {
+		r := &c.Restaurants[i]
+		for ing := range r.Stock {
+			r.Stock[ing] = 50_000_000
+		}
+		vehicles := []string{"car", "bike", "scooter"}
+		for n := len(r.Drivers); n < driversPerRestaurant; n++ {
+			r.Drivers = append(r.Drivers, catalog.Driver{ID: fmt.Sprintf("%s-bench-%d", r.ID, n+1), Name: fmt.Sprintf("Bench driver %d", n+1), Vehicle: vehicles[n%len(vehicles)]})
+		}
+	}
+	return json.Marshal(c)
+}
+
+func benchStart(ctx context.Context, o *benchOptions, name string, timeScale float64, withMQTT bool, driversPerRestaurant int) (*benchEnv, error) {
+	dir, err := os.MkdirTemp(o.dataDir, "pizza-bench-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	logw := o.stderr
+	if o.logLevel == "none" {
+		logw = io.Discard
+	}
+	e := &benchEnv{o: o, name: name, dir: dir, log: service.NewLogger(logw, "text", o.logLevel).With("bench", name)}
+	fail := func(err error) (*benchEnv, error) {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	cat, err := benchCatalog(driversPerRestaurant)
+	if err != nil {
+		return fail(err)
+	}
+	catPath := filepath.Join(dir, "catalog.json")
+	if err := os.WriteFile(catPath, cat, 0o644); err != nil {
+		return fail(err)
+	}
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret)
+	e.keyspace = fmt.Sprintf("bench:%s-%d:", name, time.Now().UnixNano())
+	cfg := PlatformConfig{
+		HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"),
+		RedisURL: o.redisURL, Keyspace: e.keyspace, TimeScale: timeScale, Catalog: catPath,
+		QCFailureRate: 0, Seed: 1, JWTSecret: hex.EncodeToString(secret), RateLimit: 1e9,
+	}
+	if withMQTT {
+		cfg.MQTTAddr = "127.0.0.1:0"
+	}
+	opt, err := redis.ParseURL(o.redisURL)
+	if err != nil {
+		return fail(fmt.Errorf("--redis-url: %w", err))
+	}
+	e.rdb = redis.NewClient(opt)
+	e.p = &Platform{}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	if err := e.p.Start(sctx, cfg, e.log); err != nil {
+		benchDeletePrefix(context.Background(), e.rdb, e.keyspace)
+		_ = e.rdb.Close()
+		return fail(fmt.Errorf("platform start: %w", err))
+	}
+	if e.p.keys == nil {
+		e.close()
+		return nil, errors.New("platform started without authentication")
+	}
+	e.token, err = e.p.keys.Mint(auth.Principal{Subject: "bench-operator", Role: auth.RoleOperator}, 24*time.Hour)
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	e.base = e.p.HTTPURL()
+	e.addr = strings.TrimPrefix(e.base, "http://")
+	e.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
+	}}
+	fmt.Fprintf(o.stderr, "bench: %s: platform up in %s (time scale %g, %d drivers per restaurant, keyspace %s, data %s)\n", name, time.Since(t0).Round(time.Millisecond), timeScale, driversPerRestaurant, e.keyspace, dir)
+	return e, nil
+}
+
+func (e *benchEnv) close() {
+	if e.client != nil {
+		e.client.CloseIdleConnections()
+	}
+	e.p.Stop()
+	dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	benchDeletePrefix(dctx, e.rdb, e.keyspace)
+	_ = e.rdb.Close()
+	_ = os.RemoveAll(e.dir)
+}
+
+// profile starts a CPU profile of a scenario's main phase when asked to;
+// the returned function stops it.
+func (e *benchEnv) profile(r *benchRecorder) func() {
+	return benchProfile(e.o, r)
+}
+
+func benchProfile(o *benchOptions, r *benchRecorder) func() {
+	if o.cpuProfile == "" {
+		return func() {}
+	}
+	path := o.cpuProfile + "-" + r.scenario + ".pprof"
+	f, err := os.Create(path)
+	if err != nil {
+		r.logf("cpu profile: %v", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		r.logf("cpu profile: %v", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+		r.logf("CPU profile written to %s", path)
+	}
+}
+
+func benchDeletePrefix(ctx context.Context, rdb *redis.Client, prefix string) {
+	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	var batch []string
+	for iter.Next(ctx) {
+		batch = append(batch, iter.Val())
+		if len(batch) == 1000 {
+			rdb.Unlink(ctx, batch...)
+			batch = batch[:0]
+		}
+	}
+	if len(batch) > 0 {
+		rdb.Unlink(ctx, batch...)
+	}
+}
+
+// do sends a request as the bench operator (or with the given token).
+func (e *benchEnv) do(ctx context.Context, method, path string, body []byte, hdr map[string]string) (int, http.Header, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, e.base+path, rd)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	res, err := e.client.Do(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	return res.StatusCode, res.Header, b, err
+}
+
+func (e *benchEnv) order(ctx context.Context, id string) (ordersapi.OrderView, error) {
+	var v ordersapi.OrderView
+	st, _, b, err := e.do(ctx, http.MethodGet, "/api/orders/"+id, nil, nil)
+	if err != nil {
+		return v, err
+	}
+	if st != http.StatusOK {
+		return v, fmt.Errorf("GET order %s: %d %s", id, st, benchTrunc(b))
+	}
+	return v, json.Unmarshal(b, &v)
+}
+
+func (e *benchEnv) placeOrder(ctx context.Context, body []byte, hdr map[string]string) (ordersapi.OrderView, http.Header, error) {
+	var v ordersapi.OrderView
+	st, h, b, err := e.do(ctx, http.MethodPost, "/api/orders", body, hdr)
+	if err != nil {
+		return v, nil, err
+	}
+	if st != http.StatusCreated {
+		return v, h, fmt.Errorf("POST /api/orders: %d %s", st, benchTrunc(b))
+	}
+	return v, h, json.Unmarshal(b, &v)
+}
+
+func (e *benchEnv) streamLastSeq(ctx context.Context, stream string) (uint64, error) {
+	st, err := e.p.js.Stream(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
+// waitStable waits until a stream stops growing for a moment (the platform
+// finished reacting to the load), at most limit.
+func (e *benchEnv) waitStable(ctx context.Context, stream string, quiet, limit time.Duration) uint64 {
+	deadline := time.Now().Add(limit)
+	last, _ := e.streamLastSeq(ctx, stream)
+	since := time.Now()
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		benchSleep(ctx, 50*time.Millisecond)
+		cur, err := e.streamLastSeq(ctx, stream)
+		if err != nil {
+			continue
+		}
+		if cur != last {
+			last, since = cur, time.Now()
+			continue
+		}
+		if time.Since(since) >= quiet {
+			break
+		}
+	}
+	return last
+}
+
+func benchTrunc(b []byte) string {
+	if len(b) > 300 {
+		return string(b[:300]) + "…"
+	}
+	return string(b)
+}
+
+func benchSleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// benchOrderBodies returns n valid order bodies across the restaurants.
+func benchOrderBodies(cat *catalog.Catalog, n int, seed uint64) [][]byte {
+	rng := mrand.New(mrand.NewPCG(seed, 7))
+	out := make([][]byte, 0, n)
+	for i := 0; i < n; i++ {
+		rid := cat.Restaurants[i%len(cat.Restaurants)].ID
+		out = append(out, benchOrderBody(rng, cat, rid, i))
+	}
+	return out
+}
+
+func benchOrderBody(rng *mrand.Rand, cat *catalog.Catalog, rid string, n int) []byte {
+	menu, _ := cat.MenuFor(rid)
+	type line struct {
+		PizzaType string   `json:"pizzaType"`
+		Size      string   `json:"size"`
+		Toppings  []string `json:"toppings,omitempty"`
+		Quantity  int      `json:"quantity"`
+	}
+	var lines []line
+	for j := 0; j < 1+rng.IntN(2); j++ {
+		p := menu[rng.IntN(len(menu))]
+		l := line{PizzaType: p.Type, Size: catalog.Sizes[rng.IntN(len(catalog.Sizes))], Quantity: 1 + rng.IntN(2)}
+		if rng.IntN(3) == 0 && len(cat.Menu.Toppings) > 0 {
+			l.Toppings = []string{cat.Menu.Toppings[rng.IntN(len(cat.Menu.Toppings))].Name}
+		}
+		lines = append(lines, l)
+	}
+	b, _ := json.Marshal(map[string]any{
+		"customerId": fmt.Sprintf("bench-cust-%d", n), "restaurantId": rid, "items": lines, "paymentMethod": "CreditCard",
+		"address": map[string]any{"street": fmt.Sprintf("%d Main St", n+1), "city": "Portland", "state": "OR", "zipCode": "97201",
+			"coordinates": map[string]float64{"latitude": 45.50 + rng.Float64()*0.05, "longitude": -122.70 + rng.Float64()*0.08}},
+	})
+	return b
+}
+
+// --- load generation and statistics ---
+
+type benchLat struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *benchLat) add(d time.Duration) {
+	l.mu.Lock()
+	l.d = append(l.d, d)
+	l.mu.Unlock()
+}
+
+func (l *benchLat) sorted() []time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := slices.Clone(l.d)
+	slices.Sort(s)
+	return s
+}
+
+func benchPct(s []time.Duration, q float64) time.Duration {
+	if len(s) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
+
+func benchMS(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// benchLoad is the outcome of a load phase.
+type benchLoad struct {
+	ok, failed int64
+	dur        time.Duration // the measured window
+	lat        []time.Duration
+	firstErr   error
+}
+
+func (l benchLoad) rate() float64 { return float64(l.ok) / l.dur.Seconds() }
+
+// benchClosedLoop runs workers that each call op back to back for dur and
+// counts the calls that completed inside the window.
+func benchClosedLoop(ctx context.Context, workers int, dur time.Duration, op func(ctx context.Context, worker, i int) error) benchLoad {
+	var (
+		ok, failed atomic.Int64
+		lat        benchLat
+		errMu      sync.Mutex
+		firstErr   error
+		wg         sync.WaitGroup
+	)
+	start := time.Now()
+	deadline := start.Add(dur)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
+				t := time.Now()
+				err := op(ctx, w, i)
+				done := time.Now()
+				if err != nil {
+					failed.Add(1)
+					errMu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					errMu.Unlock()
+					benchSleep(ctx, time.Millisecond)
+					continue
+				}
+				if done.Before(deadline) {
+					ok.Add(1)
+					lat.add(done.Sub(t))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return benchLoad{ok: ok.Load(), failed: failed.Load(), dur: dur, lat: lat.sorted(), firstErr: firstErr}
+}
+
+// benchOpenLoop calls op on a fixed timetable (rate per second, for dur),
+// each call in its own goroutine, and measures every latency from the
+// scheduled time, not from when the call happened to start: a stalled
+// system is charged for the requests it kept waiting (no coordinated
+// omission). Calls beyond maxInFlight are counted as failed.
+func benchOpenLoop(ctx context.Context, rate float64, dur time.Duration, maxInFlight int64, op func(ctx context.Context, i int) error) benchLoad {
+	var (
+		ok, failed, inflight atomic.Int64
+		lat                  benchLat
+		errMu                sync.Mutex
+		firstErr             error
+		wg                   sync.WaitGroup
+	)
+	interval := time.Duration(float64(time.Second) / rate)
+	n := int(dur.Seconds() * rate)
+	start := time.Now().Add(5 * time.Millisecond)
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		if d := time.Until(at); d > 0 {
+			benchSleep(ctx, d)
+		}
+		if inflight.Load() >= maxInFlight {
+			failed.Add(1)
+			continue
+		}
+		inflight.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer inflight.Add(-1)
+			err := op(ctx, i)
+			if err != nil {
+				failed.Add(1)
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
+				return
+			}
+			ok.Add(1)
+			lat.add(time.Since(at))
+		}()
+	}
+	wg.Wait()
+	return benchLoad{ok: ok.Load(), failed: failed.Load(), dur: dur, lat: lat.sorted(), firstErr: firstErr}
+}
+
+// --- 1. intake ---
+
+func benchIntake(ctx context.Context, o *benchOptions, r *benchRecorder) error {
+	e, err := benchStart(ctx, o, "intake", 1, false, o.drivers)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	cat := e.p.cat
+	bodies := benchOrderBodies(cat, 512, 1)
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	var seq, pending atomic.Int64
+	place := func(ctx context.Context) error {
+		n := seq.Add(1)
+		_, h, err := e.placeOrder(ctx, bodies[int(n)%len(bodies)], map[string]string{"Idempotency-Key": "bench-" + run + "-" + strconv.FormatInt(n, 10)})
+		if err == nil && h.Get("Pizza-Read-Your-Writes") != "ok" {
+			pending.Add(1)
+		}
+		return err
+	}
+	c := o.concurrency
+
+	// The raw engine: appends like the orders service's (expected last
+	// subject sequence 0, a Msg-Id) of a real order_placed message, each on
+	// a fresh subject of a stream configured like the domain streams, over
+	// the same in-process connection the services use.
+	rawCtx := events.Context{Name: "bench raw appends", Stream: "BENCHRAW", SubjectPrefix: "benchraw"}
+	if _, err := e.p.js.CreateOrUpdateStream(ctx, eventstore.DomainStreamConfig(rawCtx, eventstore.StreamOptions{Storage: jetstream.FileStorage})); err != nil {
+		return fmt.Errorf("raw stream: %w", err)
+	}
+	var rawSeq atomic.Int64
+	var rawBody []byte
+	rawAppend := func(ctx context.Context) error {
+		id := run + "-" + strconv.FormatInt(rawSeq.Add(1), 10)
+		m := nats.NewMsg(rawCtx.Subject(id))
+		m.Data = rawBody
+		m.Header.Set(events.HeaderType, "order_placed")
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+		m.Header.Set(jetstream.MsgIDHeader, id)
+		_, err := e.p.js.PublishMsg(ctx, m)
+		return err
+	}
+
+	// The same engine, the way the orders service appends a placement (two
+	// events): a JetStream atomic batch.
+	var rawBody2 []byte
+	rawBatch := func(ctx context.Context) error {
+		id := run + "-b" + strconv.FormatInt(rawSeq.Add(1), 10)
+		m1 := nats.NewMsg(rawCtx.Subject(id))
+		m1.Data = rawBody
+		m1.Header.Set(events.HeaderType, "order_placed")
+		m1.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+		m1.Header.Set(jetstream.MsgIDHeader, id+"-0")
+		m1.Header.Set("Nats-Batch-Id", id)
+		m1.Header.Set("Nats-Batch-Sequence", "1")
+		if err := e.p.nc.PublishMsg(m1); err != nil {
+			return err
+		}
+		m2 := nats.NewMsg(rawCtx.Subject(id))
+		m2.Data = rawBody2
+		m2.Header.Set(events.HeaderType, "order_validated")
+		m2.Header.Set(jetstream.MsgIDHeader, id+"-1")
+		m2.Header.Set("Nats-Batch-Id", id)
+		m2.Header.Set("Nats-Batch-Sequence", "2")
+		m2.Header.Set("Nats-Batch-Commit", "1")
+		resp, err := e.p.nc.RequestMsgWithContext(ctx, m2)
+		if err != nil {
+			return err
+		}
+		var ack struct {
+			Error *struct {
+				Description string `json:"description"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(resp.Data, &ack); err != nil {
+			return err
+		}
+		if ack.Error != nil {
+			return errors.New(ack.Error.Description)
+		}
+		return nil
+	}
+
+	warm := min(2*time.Second, o.duration/4)
+	r.logf("warm-up %s", warm)
+	if w := benchClosedLoop(ctx, c, warm, func(ctx context.Context, _, _ int) error { return place(ctx) }); w.ok == 0 {
+		return fmt.Errorf("no order placed during the warm-up: %v", w.firstErr)
+	}
+	if st, err := e.p.js.Stream(ctx, events.Orders.Stream); err == nil {
+		if m, err := st.GetMsg(ctx, 1); err == nil {
+			rawBody = m.Data
+		}
+		if m, err := st.GetMsg(ctx, 2); err == nil {
+			rawBody2 = m.Data
+		}
+	}
+	if len(rawBody) == 0 {
+		rawBody = bytes.Repeat([]byte("x"), 700)
+	}
+	if len(rawBody2) == 0 {
+		rawBody2 = bytes.Repeat([]byte("y"), 300)
+	}
+
+	r.logf("closed loop, %d clients, %s", c, o.duration)
+	pending.Store(0)
+	stop := e.profile(r)
+	cl := benchClosedLoop(ctx, c, o.duration, func(ctx context.Context, _, _ int) error { return place(ctx) })
+	stop()
+	if cl.ok == 0 {
+		return fmt.Errorf("no order placed: %v", cl.firstErr)
+	}
+	r.logf("  %.0f orders/s, p50 %.2f ms, p99 %.2f ms, %d failed (%v)", cl.rate(), benchMS(benchPct(cl.lat, .5)), benchMS(benchPct(cl.lat, .99)), cl.failed, cl.firstErr)
+	closedPending := pending.Load()
+	r.logf("raw append baseline, %d clients, %s", c, o.duration)
+	raw := benchClosedLoop(ctx, c, o.duration, func(ctx context.Context, _, _ int) error { return rawAppend(ctx) })
+	if raw.ok == 0 {
+		return fmt.Errorf("no raw append: %v", raw.firstErr)
+	}
+	r.logf("  %.0f appends/s", raw.rate())
+	r.logf("raw atomic-batch baseline (2 messages), %d clients, %s", c, o.duration)
+	batch := benchClosedLoop(ctx, c, o.duration, func(ctx context.Context, _, _ int) error { return rawBatch(ctx) })
+	r.logf("  %.0f batches/s, p50 %.2f ms, p99 %.2f ms, %d failed (%v)", batch.rate(), benchMS(benchPct(batch.lat, .5)), benchMS(benchPct(batch.lat, .99)), batch.failed, batch.firstErr)
+	note := fmt.Sprintf("closed loop, %d clients; baseline: raw JetStream appends (one message, expected-sequence 0, Msg-Id), same clients", c)
+	r.addVs(fmt.Sprintf("max sustained orders/s (C=%d)", c), "orders/s", cl.rate(), raw.rate(), note)
+	r.addVs(fmt.Sprintf("max sustained orders/s vs raw atomic batches (C=%d)", c), "orders/s", cl.rate(), batch.rate(),
+		"baseline: raw JetStream atomic-batch appends of two messages (how the orders service stores a placement), same clients")
+	r.addVs(fmt.Sprintf("closed-loop p50 latency (C=%d)", c), "ms", benchMS(benchPct(cl.lat, .5)), benchMS(benchPct(raw.lat, .5)), "")
+	r.addVs(fmt.Sprintf("closed-loop p99 latency (C=%d)", c), "ms", benchMS(benchPct(cl.lat, .99)), benchMS(benchPct(raw.lat, .99)), "")
+	r.add("closed-loop failed requests", "requests", float64(cl.failed), fmt.Sprint(cl.firstErr))
+	r.add("closed-loop 201s before the read model caught up", "requests", float64(closedPending), "Pizza-Read-Your-Writes: pending")
+
+	for _, rate := range o.rates {
+		r.logf("open loop at %g orders/s, %s", rate, o.duration)
+		pending.Store(0)
+		ol := benchOpenLoop(ctx, rate, o.duration, 4000, func(ctx context.Context, _ int) error { return place(ctx) })
+		r.logf("  achieved %.0f/s, p50 %.2f ms, p99 %.2f ms, p999 %.2f ms, %d failed", ol.rate(), benchMS(benchPct(ol.lat, .5)), benchMS(benchPct(ol.lat, .99)), benchMS(benchPct(ol.lat, .999)), ol.failed)
+		rl := benchOpenLoop(ctx, rate, o.duration, 4000, func(ctx context.Context, _ int) error { return rawAppend(ctx) })
+		tag := fmt.Sprintf("@%g/s", rate)
+		r.addVs("achieved orders/s "+tag, "orders/s", ol.rate(), rl.rate(), "open loop, constant rate; latency from the scheduled send time")
+		r.addVs("p50 latency "+tag, "ms", benchMS(benchPct(ol.lat, .5)), benchMS(benchPct(rl.lat, .5)), "")
+		r.addVs("p99 latency "+tag, "ms", benchMS(benchPct(ol.lat, .99)), benchMS(benchPct(rl.lat, .99)), "")
+		r.addVs("p999 latency "+tag, "ms", benchMS(benchPct(ol.lat, .999)), benchMS(benchPct(rl.lat, .999)), "")
+		r.add("failed requests "+tag, "requests", float64(ol.failed), fmt.Sprint(ol.firstErr))
+	}
+	return nil
+}
+
+// --- 2. lifecycle ---
+
+type benchLifecycleStats struct {
+	delivered, placed, failures int64
+	window                      time.Duration
+	lat                         []time.Duration
+	firstErr                    error
+}
+
+// benchLifecycleLoad places orders (closed loop, at most 4×concurrency
+// undelivered at once) for dur and plays the drivers: every order a driver
+// got is picked up and delivered over HTTP. Deliveries are counted after a
+// warm-up of a quarter of dur (at most 2 s).
+func benchLifecycleLoad(ctx context.Context, e *benchEnv, dur time.Duration) benchLifecycleStats {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	o := e.o
+	bodies := benchOrderBodies(e.p.cat, 512, 2)
+	var (
+		placedAt                              sync.Map // order id → time.Time
+		inflight, placed, delivered, failures atomic.Int64
+		lat                                   benchLat
+		errMu                                 sync.Mutex
+		firstErr                              error
+	)
+	noteErr := func(err error) {
+		failures.Add(1)
+		errMu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		errMu.Unlock()
+	}
+	window := int64(max(4*o.concurrency, 16))
+	start := time.Now()
+	warm := min(2*time.Second, dur/4)
+	countFrom, end := start.Add(warm), start.Add(dur)
+
+	var placers sync.WaitGroup
+	for w := 0; w < o.concurrency; w++ {
+		placers.Add(1)
+		go func() {
+			defer placers.Done()
+			for i := w; time.Now().Before(end) && ctx.Err() == nil; i += o.concurrency {
+				if inflight.Load() >= window {
+					benchSleep(ctx, 2*time.Millisecond)
+					continue
+				}
+				inflight.Add(1)
+				t := time.Now()
+				v, _, err := e.placeOrder(ctx, bodies[i%len(bodies)], nil)
+				if err != nil {
+					inflight.Add(-1)
+					noteErr(err)
+					benchSleep(ctx, 5*time.Millisecond)
+					continue
+				}
+				placedAt.Store(v.OrderID, t)
+				placed.Add(1)
+			}
+		}()
+	}
+
+	stopDrivers := make(chan struct{})
+	var drivers sync.WaitGroup
+	sem := make(chan struct{}, max(4, o.concurrency/2))
+	for _, rest := range e.p.cat.Restaurants {
+		for _, status := range []string{"DriverAssigned", "OutForDelivery"} {
+			drivers.Add(1)
+			go func() {
+				defer drivers.Done()
+				verb := "pickup"
+				if status == "OutForDelivery" {
+					verb = "deliver"
+				}
+				for {
+					select {
+					case <-stopDrivers:
+						return
+					case <-ctx.Done():
+						return
+					default:
+					}
+					st, _, body, err := e.do(ctx, http.MethodGet, "/api/restaurants/"+rest.ID+"/orders?status="+status+"&limit=100", nil, nil)
+					if err != nil || st != http.StatusOK {
+						if ctx.Err() == nil {
+							noteErr(fmt.Errorf("list %s %s: %d %v %s", rest.ID, status, st, err, benchTrunc(body)))
+						}
+						benchSleep(ctx, 20*time.Millisecond)
+						continue
+					}
+					var page struct {
+						Orders []ordersapi.OrderView `json:"orders"`
+					}
+					_ = json.Unmarshal(body, &page)
+					var batch sync.WaitGroup
+					for _, ov := range page.Orders {
+						if ov.AssignedDriverID == nil {
+							continue
+						}
+						sem <- struct{}{}
+						batch.Add(1)
+						go func() {
+							defer batch.Done()
+							defer func() { <-sem }()
+							st, _, b, err := e.do(ctx, http.MethodPost, "/api/drivers/"+*ov.AssignedDriverID+"/"+verb, []byte(`{"orderId":"`+ov.OrderID+`"}`), nil)
+							switch {
+							case err != nil:
+								if ctx.Err() == nil {
+									noteErr(err)
+								}
+							case st == http.StatusOK && verb == "deliver":
+								if t, ok := placedAt.LoadAndDelete(ov.OrderID); ok {
+									now := time.Now()
+									if now.After(countFrom) && now.Before(end) {
+										delivered.Add(1)
+									}
+									if now.Before(end) {
+										lat.add(now.Sub(t.(time.Time)))
+									}
+									inflight.Add(-1)
+								}
+							case st != http.StatusOK && st != http.StatusConflict: // 409: already done (listing lags)
+								noteErr(fmt.Errorf("%s %s: %d %s", verb, ov.OrderID, st, benchTrunc(b)))
+							}
+						}()
+					}
+					batch.Wait()
+					if len(page.Orders) == 0 {
+						benchSleep(ctx, 5*time.Millisecond)
+					}
+				}
+			}()
+		}
+	}
+	placers.Wait()
+	if d := time.Until(end); d > 0 {
+		benchSleep(ctx, d)
+	}
+	close(stopDrivers)
+	drivers.Wait()
+	return benchLifecycleStats{delivered: delivered.Load(), placed: placed.Load(), failures: failures.Load(), window: dur - warm, lat: lat.sorted(), firstErr: firstErr}
+}
+
+func benchLifecycle(ctx context.Context, o *benchOptions, r *benchRecorder) error {
+	e, err := benchStart(ctx, o, "lifecycle", o.timeScale, false, o.drivers)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	r.logf("placing and delivering for %s (%d placing clients)", o.duration, o.concurrency)
+	stop := e.profile(r)
+	st := benchLifecycleLoad(ctx, e, o.duration)
+	stop()
+	r.logf("  %d placed, %d delivered in the window, %d failures (%v)", st.placed, st.delivered, st.failures, st.firstErr)
+	if st.delivered == 0 {
+		return fmt.Errorf("no order delivered (%d placed, first error: %v)", st.placed, st.firstErr)
+	}
+	note := fmt.Sprintf("time scale %g, no QC failures, drivers played over HTTP; counted after a warm-up", o.timeScale)
+	r.add("delivered orders/s", "orders/s", float64(st.delivered)/st.window.Seconds(), note)
+	r.add("placed orders/s", "orders/s", float64(st.placed)/o.duration.Seconds(), fmt.Sprintf("at most %d undelivered at once", max(4*o.concurrency, 16)))
+	r.add("placement → Delivered p50", "ms", benchMS(benchPct(st.lat, .5)), "")
+	r.add("placement → Delivered p99", "ms", benchMS(benchPct(st.lat, .99)), "")
+	r.add("failed requests", "requests", float64(st.failures), fmt.Sprint(st.firstErr))
+	return nil
+}
+
+// --- 3. telemetry ---
+
+// benchMQTT connects one MQTT 3.1.1 client per id (clean session, no
+// reconnect), 32 at a time.
+func benchMQTT(ctx context.Context, addr string, ids []string, clientPrefix string, secret func(id string) string) ([]paho.Client, error) {
+	clients := make([]paho.Client, len(ids))
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for i, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(clientPrefix + id).
+				SetUsername(id).SetPassword(secret(id)).SetAutoReconnect(false).SetConnectRetry(false).
+				SetCleanSession(true).SetConnectTimeout(15 * time.Second).SetKeepAlive(60 * time.Second).SetWriteTimeout(15 * time.Second)
+			c := paho.NewClient(opts)
+			tok := c.Connect()
+			if !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("MQTT connect %s: %v", id, tok.Error())
+				}
+				mu.Unlock()
+				return
+			}
+			clients[i] = c
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil || ctx.Err() != nil {
+		benchMQTTClose(clients)
+		return nil, errors.Join(firstErr, ctx.Err())
+	}
+	return clients, nil
+}
+
+func benchMQTTClose(clients []paho.Client) {
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		if c == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Disconnect(100) }()
+	}
+	wg.Wait()
+}
+
+func benchFix(ci int, k int64) []byte {
+	return fmt.Appendf(nil, `{"latitude":%.6f,"longitude":%.6f,"speed":24,"timestamp":"%s"}`,
+		45.50+float64(k%40_000)*1e-6, -122.70+float64(ci%1000)*1e-5, time.Now().UTC().Format(time.RFC3339Nano))
+}
+
+type benchMQTTPhase struct {
+	stored, acked, sent float64 // per second
+	errors              int64
+	firstErr            error
+}
+
+// benchPublish makes every client publish its GPS fixes back to back for
+// dur (QoS 1: each waits for its PUBACK) and counts what count() reports
+// as stored inside the window.
+func benchPublish(ctx context.Context, clients []paho.Client, ids []string, qos byte, rate float64, dur time.Duration, count func() (int64, error)) (benchMQTTPhase, error) {
+	var sent, acked, errs atomic.Int64
+	var errMu sync.Mutex
+	var firstErr error
+	c0, err := count()
+	if err != nil {
+		return benchMQTTPhase{}, err
+	}
+	start := time.Now()
+	end := start.Add(dur)
+	var wg sync.WaitGroup
+	for ci, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			topic := mqttapi.TopicLocation(ids[ci])
+			// Devices start spread over one interval; a device that falls
+			// behind does not burst to catch up (it would exceed its rate).
+			var interval time.Duration
+			next := start
+			if rate > 0 {
+				interval = time.Duration(float64(time.Second) / rate)
+				next = start.Add(time.Duration(mrand.Int64N(int64(interval))))
+			}
+			for k := int64(0); time.Now().Before(end) && ctx.Err() == nil; k++ {
+				if rate > 0 {
+					if d := time.Until(next); d > 0 {
+						benchSleep(ctx, d)
+					}
+					if now := time.Now(); now.After(next) {
+						next = now
+					}
+					next = next.Add(interval)
+					if !time.Now().Before(end) {
+						return
+					}
+				}
+				tok := c.Publish(topic, qos, false, benchFix(ci, k))
+				if !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
+					errs.Add(1)
+					errMu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("publish %s: %v", ids[ci], tok.Error())
+					}
+					errMu.Unlock()
+					if !c.IsConnectionOpen() {
+						return
+					}
+					continue
+				}
+				if time.Now().Before(end) {
+					sent.Add(1)
+					if qos > 0 {
+						acked.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	benchSleep(ctx, time.Until(end))
+	c1, err := count()
+	wg.Wait()
+	if err != nil {
+		return benchMQTTPhase{}, err
+	}
+	s := dur.Seconds()
+	return benchMQTTPhase{stored: float64(c1-c0) / s, acked: float64(acked.Load()) / s, sent: float64(sent.Load()) / s, errors: errs.Load(), firstErr: firstErr}, nil
+}
+
+// benchCountHook is the baseline broker's only work: count publishes.
+type benchCountHook struct {
+	mochi.HookBase
+	n atomic.Int64
+}
+
+func (h *benchCountHook) ID() string { return "bench-count" }
+
+func (h *benchCountHook) Provides(b byte) bool { return b == mochi.OnPublish }
+
+func (h *benchCountHook) OnPublish(_ *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	h.n.Add(1)
+	return pk, nil
+}
+
+func benchCounter(e *benchEnv, name, label, value string) float64 {
+	mfs, err := e.p.metrics.Gather()
+	if err != nil {
+		return 0
+	}
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
+}
+
+func benchTelemetry(ctx context.Context, o *benchOptions, r *benchRecorder) error {
+	restaurants := len(catalog.Default().Restaurants)
+	e, err := benchStart(ctx, o, "telemetry", 3000, true, max(o.drivers, (o.mqttClients+restaurants-1)/restaurants))
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	creds, err := e.p.mqtt.SeedDemoCredentials(ctx)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for _, rest := range e.p.cat.Restaurants {
+		for _, d := range rest.Drivers {
+			ids = append(ids, d.ID)
+		}
+	}
+	// Spread the devices over the restaurants.
+	slices.SortStableFunc(ids, func(a, b string) int { return benchDriverIndex(a) - benchDriverIndex(b) })
+	ids = ids[:min(o.mqttClients, len(ids))]
+	r.logf("connecting %d MQTT clients to the bridge", len(ids))
+	clients, err := benchMQTT(ctx, e.p.MQTTAddr(), ids, "bench-", func(id string) string { return creds[id] })
+	if err != nil {
+		return err
+	}
+	stored := func() (int64, error) {
+		s, err := e.streamLastSeq(ctx, events.Telemetry.Stream)
+		return int64(s), err
+	}
+	phases := map[byte]benchMQTTPhase{}
+	limited := map[byte]float64{}
+	var dev []time.Duration
+	// QoS 1 first: QoS 0 has no flow control, and a backlog left in the
+	// sockets would leak into the next phase.
+	for _, qos := range []byte{1, 0} {
+		if qos == 0 {
+			// Device → SSE: a customer follows an order out for delivery
+			// while its driver's phone reports positions.
+			r.logf("device → SSE latency")
+			if dev, err = benchDeviceToSSE(ctx, e, creds, o.duration); err != nil {
+				benchMQTTClose(clients)
+				return fmt.Errorf("device → SSE: %w", err)
+			}
+			r.logf("  %d samples, p50 %.2f ms, p99 %.2f ms", len(dev), benchMS(benchPct(dev, .5)), benchMS(benchPct(dev, .99)))
+		}
+		r.logf("QoS %d into the platform, %s", qos, o.duration)
+		before := benchCounter(e, "pizza_mqtt_messages_total", "outcome", "rate_limited")
+		var stop func()
+		if qos == 1 {
+			stop = e.profile(r)
+		}
+		ph, err := benchPublish(ctx, clients, ids, qos, o.mqttRate, o.duration, stored)
+		if stop != nil {
+			stop()
+		}
+		if err != nil {
+			benchMQTTClose(clients)
+			return err
+		}
+		if qos == 1 {
+			e.waitStable(ctx, events.Telemetry.Stream, 500*time.Millisecond, 30*time.Second)
+		}
+		limited[qos] = benchCounter(e, "pizza_mqtt_messages_total", "outcome", "rate_limited") - before
+		phases[qos] = ph
+		r.logf("  stored %.0f/s, sent %.0f/s, PUBACKed %.0f/s, %.0f dropped by the per-connection rate limit, %d errors (%v)", ph.stored, ph.sent, ph.acked, limited[qos], ph.errors, ph.firstErr)
+	}
+	benchMQTTClose(clients)
+
+	// The bare broker, same clients, a counting hook.
+	r.logf("baseline: bare Mochi broker with a counting hook")
+	base := map[byte]benchMQTTPhase{}
+	{
+		srv := mochi.New(&mochi.Options{InlineClient: false, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		_ = srv.AddHook(new(mochiauth.AllowHook), nil)
+		hook := &benchCountHook{}
+		_ = srv.AddHook(hook, nil)
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		if err := srv.AddListener(listeners.NewNet("bench-tcp", l)); err != nil {
+			return err
+		}
+		go func() { _ = srv.Serve() }()
+		bclients, err := benchMQTT(ctx, l.Addr().String(), ids, "bench-", func(string) string { return "x" })
+		if err != nil {
+			_ = srv.Close()
+			return err
+		}
+		for _, qos := range []byte{1, 0} {
+			ph, err := benchPublish(ctx, bclients, ids, qos, 0, o.duration, func() (int64, error) { return hook.n.Load(), nil })
+			if err != nil {
+				benchMQTTClose(bclients)
+				_ = srv.Close()
+				return err
+			}
+			base[qos] = ph
+			r.logf("  QoS %d: %.0f/s received", qos, ph.stored)
+		}
+		benchMQTTClose(bclients)
+		_ = srv.Close()
+	}
+	offered := "as fast as acknowledged"
+	if o.mqttRate > 0 {
+		offered = fmt.Sprintf("%g fixes/s each (%.0f/s offered)", o.mqttRate, o.mqttRate*float64(len(ids)))
+	}
+	for _, qos := range []byte{0, 1} {
+		note := fmt.Sprintf("%d MQTT 3.1.1 devices, %s; value: fixes stored in TELEMETRY; baseline: the same clients as fast as acknowledged, publishes counted by the bare broker", len(ids), offered)
+		if qos == 1 {
+			note = "each device waits for its PUBACK (sent after the durable append)"
+		}
+		r.addVs(fmt.Sprintf("QoS %d fixes/s into JetStream", qos), "msgs/s", phases[qos].stored, base[qos].stored, note)
+		r.add(fmt.Sprintf("QoS %d fixes dropped by the per-connection rate limit", qos), "msgs", limited[qos], "pizza_mqtt_messages_total{outcome=rate_limited}")
+	}
+	r.addVs("QoS 1 PUBACKs/s at the devices", "msgs/s", phases[1].acked, base[1].acked, "")
+	r.add("MQTT devices", "clients", float64(len(ids)), offered)
+	r.add("device → SSE p50", "ms", benchMS(benchPct(dev, .5)), fmt.Sprintf("%d samples: MQTT publish → `event: driver` frame on the order's tracking stream", len(dev)))
+	r.add("device → SSE p99", "ms", benchMS(benchPct(dev, .99)), "")
+	return nil
+}
+
+func benchDriverIndex(id string) int {
+	if i := strings.LastIndexAny(id, "-"); i >= 0 {
+		if n, err := strconv.Atoi(id[i+1:]); err == nil {
+			return n
+		}
+	}
+	return 0
+}
+
+// benchDeviceToSSE takes one order per restaurant out for delivery and,
+// for dur, has each order's driver publish a position ten times a second
+// (half its allowed rate), timing publish → `event: driver` frame.
+func benchDeviceToSSE(ctx context.Context, e *benchEnv, creds map[string]string, dur time.Duration) ([]time.Duration, error) {
+	rng := mrand.New(mrand.NewPCG(3, 4))
+	type probe struct{ order, driver string }
+	var probes []probe
+	for i, rest := range e.p.cat.Restaurants {
+		v, _, err := e.placeOrder(ctx, benchOrderBody(rng, e.p.cat, rest.ID, 900_000+i), nil)
+		if err != nil {
+			return nil, err
+		}
+		probes = append(probes, probe{order: v.OrderID})
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for i := range probes {
+		for {
+			v, err := e.order(ctx, probes[i].order)
+			if err == nil && v.AssignedDriverID != nil {
+				probes[i].driver = *v.AssignedDriverID
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return nil, fmt.Errorf("order %s got no driver (status %s, %v)", probes[i].order, v.Status, err)
+			}
+			benchSleep(ctx, 20*time.Millisecond)
+		}
+		st, _, b, err := e.do(ctx, http.MethodPost, "/api/drivers/"+probes[i].driver+"/pickup", []byte(`{"orderId":"`+probes[i].order+`"}`), nil)
+		if err != nil || st != http.StatusOK {
+			return nil, fmt.Errorf("pickup: %d %v %s", st, err, benchTrunc(b))
+		}
+		for {
+			v, err := e.order(ctx, probes[i].order)
+			if err == nil && v.Status == "OutForDelivery" {
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return nil, fmt.Errorf("order %s is %s, not out for delivery (%v)", probes[i].order, v.Status, err)
+			}
+			benchSleep(ctx, 20*time.Millisecond)
+		}
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var lat benchLat
+	var wg sync.WaitGroup
+	errc := make(chan error, len(probes))
+	for i, pr := range probes {
+		frames, err := benchDriverFrames(sctx, e, pr.order)
+		if err != nil {
+			return nil, err
+		}
+		phones, err := benchMQTT(ctx, e.p.MQTTAddr(), []string{pr.driver}, "probe-", func(id string) string { return creds[id] })
+		if err != nil {
+			return nil, err
+		}
+		phone := phones[0]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer phone.Disconnect(100)
+			end := time.Now().Add(dur)
+			for k := 0; time.Now().Before(end) && sctx.Err() == nil; k++ {
+				next := time.Now().Add(100 * time.Millisecond)
+				lat0 := 45.5200 + float64(i)*0.001 + float64(k%5000)*1e-6
+				payload := fmt.Sprintf(`{"latitude":%.6f,"longitude":-122.683000,"speed":24,"timestamp":"%s"}`, lat0, time.Now().UTC().Format(time.RFC3339Nano))
+				sent := time.Now()
+				tok := phone.Publish(mqttapi.TopicLocation(pr.driver), 1, false, payload)
+				if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+					errc <- fmt.Errorf("probe publish: %v", tok.Error())
+					return
+				}
+				timeout := time.After(5 * time.Second)
+			wait:
+				for {
+					select {
+					case f, ok := <-frames:
+						if !ok {
+							errc <- errors.New("tracking stream closed")
+							return
+						}
+						if math.Abs(f.lat-lat0) < 5e-7 {
+							lat.add(f.at.Sub(sent))
+							break wait
+						}
+					case <-timeout:
+						errc <- fmt.Errorf("position %.6f of %s did not reach the tracking stream within 5s", lat0, pr.driver)
+						return
+					case <-sctx.Done():
+						return
+					}
+				}
+				benchSleep(sctx, time.Until(next))
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return nil, err
+	}
+	return lat.sorted(), nil
+}
+
+type benchDriverFrame struct {
+	lat float64
+	at  time.Time
+}
+
+// benchDriverFrames follows an order's tracking stream and yields its
+// "driver" frames with their arrival times.
+func benchDriverFrames(ctx context.Context, e *benchEnv, orderID string) (<-chan benchDriverFrame, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.base+"/api/orders/"+orderID+"/track", nil)
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	res, err := (&http.Client{Transport: &http.Transport{DisableCompression: true}}).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if res.StatusCode != http.StatusOK {
+		res.Body.Close()
+		return nil, fmt.Errorf("track %s: %d", orderID, res.StatusCode)
+	}
+	out := make(chan benchDriverFrame, 64)
+	go func() {
+		defer close(out)
+		defer res.Body.Close()
+		br := bufio.NewReader(res.Body)
+		for {
+			ev, data, err := benchReadFrame(br)
+			if err != nil {
+				return
+			}
+			at := time.Now()
+			if ev != "driver" {
+				continue
+			}
+			var u struct {
+				Latitude float64 `json:"latitude"`
+			}
+			if json.Unmarshal(data, &u) != nil {
+				continue
+			}
+			select {
+			case out <- benchDriverFrame{lat: u.Latitude, at: at}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// benchReadFrame reads one SSE frame (up to a blank line) and returns its
+// event name and data (data lines joined). Comment-only frames come back
+// with an empty name and no data.
+func benchReadFrame(br *bufio.Reader) (string, []byte, error) {
+	var event string
+	var data []byte
+	seen := false
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			full := append([]byte(nil), line...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				line, err = br.ReadSlice('\n')
+				full = append(full, line...)
+			}
+			line = full
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			if seen {
+				return event, data, nil
+			}
+			continue
+		}
+		seen = true
+		switch {
+		case bytes.HasPrefix(line, []byte("event:")):
+			event = string(bytes.TrimSpace(line[len("event:"):]))
+		case bytes.HasPrefix(line, []byte("data:")):
+			d := line[len("data:"):]
+			if len(d) > 0 && d[0] == ' ' {
+				d = d[1:]
+			}
+			if data != nil {
+				data = append(data, '\n')
+			}
+			data = append(data, d...)
+		}
+	}
+}
+
+// --- 4. fan-out ---
+
+// The watchers run in a child process and are driven over JSON lines.
+type benchWatchReq struct {
+	Op        string   `json:"op"`
+	Addr      string   `json:"addr,omitempty"`
+	Count     int      `json:"count,omitempty"`
+	Paths     []string `json:"paths,omitempty"`  // one per watcher, or one for all
+	Tokens    []string `json:"tokens,omitempty"` // one per watcher, or none
+	Marker    string   `json:"marker,omitempty"`
+	TimeoutMS int64    `json:"timeoutMs,omitempty"`
+}
+
+type benchWatchResp struct {
+	Op       string  `json:"op"`
+	Opened   int     `json:"opened"`
+	Err      string  `json:"err,omitempty"`
+	Arrivals []int64 `json:"arrivals,omitempty"` // unix ns of the marked frame per watcher; 0: none
+}
+
+type benchWatchProc struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Scanner
+}
+
+func benchStartWatchers() (*benchWatchProc, error) {
+	cmd, err := benchWatchClientCommand()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the watcher process: %w", err)
+	}
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 1<<20), 256<<20)
+	return &benchWatchProc{cmd: cmd, in: in, out: sc}, nil
+}
+
+func (w *benchWatchProc) call(req benchWatchReq) (benchWatchResp, error) {
+	b, _ := json.Marshal(req)
+	if _, err := w.in.Write(append(b, '\n')); err != nil {
+		return benchWatchResp{}, fmt.Errorf("watcher process: %w", err)
+	}
+	if !w.out.Scan() {
+		return benchWatchResp{}, fmt.Errorf("watcher process ended: %v", w.out.Err())
+	}
+	var resp benchWatchResp
+	if err := json.Unmarshal(w.out.Bytes(), &resp); err != nil {
+		return resp, fmt.Errorf("watcher process said %q: %w", benchTrunc(w.out.Bytes()), err)
+	}
+	if resp.Err != "" {
+		return resp, errors.New(resp.Err)
+	}
+	return resp, nil
+}
+
+func (w *benchWatchProc) stop() {
+	_, _ = w.call(benchWatchReq{Op: "exit"})
+	_ = w.in.Close()
+	done := make(chan struct{})
+	go func() { _ = w.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = w.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// benchMem is the process's resident memory and the Go runtime's view.
+type benchMem struct {
+	rss, heap, stacks int64
+	goroutines        int64
+}
+
+func benchMemory() benchMem {
+	runtime.GC()
+	debug.FreeOSMemory()
+	var m benchMem
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+				m.rss = kb * 1024
+			}
+		}
+	}
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}, {Name: "/sched/goroutines:goroutines"}}
+	metrics.Read(s)
+	for i, p := range []*int64{&m.heap, &m.stacks, &m.goroutines} {
+		if s[i].Value.Kind() == metrics.KindUint64 {
+			*p = int64(s[i].Value.Uint64())
+		}
+	}
+	return m
+}
+
+// benchFanoutRun is one server's side of the fan-out scenario.
+type benchFanoutRun struct {
+	perOrder, broadcast []time.Duration
+	perOrderMissing     int
+	broadcastMissing    int
+	rounds              int
+	eventRate           float64
+	idle                benchMem // per idle client
+}
+
+const benchCancelledMarker = `"status":"Cancelled"`
+
+func benchFanout(ctx context.Context, o *benchOptions, r *benchRecorder) error {
+	w, err := benchStartWatchers()
+	if err != nil {
+		return err
+	}
+	defer w.stop()
+	n := o.watchers
+
+	e, err := benchStart(ctx, o, "fanout", 1, false, o.drivers)
+	if err != nil {
+		return err
+	}
+	plat, snapshots, err := benchFanoutPlatform(ctx, e, w, r)
+	e.close()
+	if err != nil {
+		return err
+	}
+	r.logf("baseline: bare Echo SSE broadcaster")
+	base, err := benchFanoutEcho(ctx, o, w, r, snapshots, plat.eventRate, plat.rounds)
+	if err != nil {
+		return fmt.Errorf("baseline: %w", err)
+	}
+	pctRow := func(metric string, v, b []time.Duration, q float64, note string) {
+		r.addVs(metric, "ms", benchMS(benchPct(v, q)), benchMS(benchPct(b, q)), note)
+	}
+	r.add("concurrent SSE watchers", "clients", float64(n), "in a child process, spread over 127.0.0.0/8 source addresses")
+	pctRow("one watcher per order: event → client p50", plat.perOrder, base.perOrder, .5,
+		fmt.Sprintf("%d orders cancelled at %.0f/s; from the event on the NATS subject to the frame at the client", len(plat.perOrder), plat.eventRate))
+	pctRow("one watcher per order: event → client p99", plat.perOrder, base.perOrder, .99, "")
+	pctRow(fmt.Sprintf("broadcast to %d: event → client p50", n), plat.broadcast, base.broadcast, .5, fmt.Sprintf("%d rounds: one order, every watcher on it", plat.rounds))
+	pctRow(fmt.Sprintf("broadcast to %d: event → client p99", n), plat.broadcast, base.broadcast, .99, "")
+	r.add("frames that never arrived", "frames", float64(plat.perOrderMissing+plat.broadcastMissing), "")
+	r.addVs("RSS per idle client", "KiB", float64(plat.idle.rss)/1024, float64(base.idle.rss)/1024, "VmRSS delta of the server process after GC / watchers")
+	r.addVs("Go heap + stacks per idle client", "KiB", float64(plat.idle.heap+plat.idle.stacks)/1024, float64(base.idle.heap+base.idle.stacks)/1024, "runtime/metrics delta / watchers")
+	r.addVs("goroutines per idle client", "goroutines", float64(plat.idle.goroutines), float64(base.idle.goroutines), "")
+	return nil
+}
+
+type benchSnapshots struct{ before, after []byte }
+
+// benchEventTimes records when each order's cancellation reaches its NATS
+// subject (the append), by order id.
+type benchEventTimes struct {
+	mu sync.Mutex
+	t  map[string]int64
+}
+
+func (et *benchEventTimes) get(id string) int64 {
+	et.mu.Lock()
+	defer et.mu.Unlock()
+	return et.t[id]
+}
+
+func benchFanoutPlatform(ctx context.Context, e *benchEnv, w *benchWatchProc, r *benchRecorder) (benchFanoutRun, benchSnapshots, error) {
+	var run benchFanoutRun
+	var snaps benchSnapshots
+	o := e.o
+	n := o.watchers
+	rid := make([]string, 0, len(e.p.cat.Restaurants))
+	for _, rest := range e.p.cat.Restaurants {
+		rid = append(rid, rest.ID)
+	}
+	// Every watcher is a manager of its own (the gateway caps streams per
+	// user, not per order).
+	tokens := make([]string, n)
+	for i := range tokens {
+		t, err := e.p.keys.Mint(auth.Principal{Subject: fmt.Sprintf("bench-watcher-%d", i), Role: auth.RoleManager, Restaurants: rid}, 24*time.Hour)
+		if err != nil {
+			return run, snaps, err
+		}
+		tokens[i] = t
+	}
+	// Event times: a plain subscription on the ORDERS subjects sees each
+	// appended event as it is stored.
+	nc, err := nats.Connect("", nats.InProcessServer(e.p.ns), nats.Name("bench-event-times"))
+	if err != nil {
+		return run, snaps, err
+	}
+	defer nc.Close()
+	et := &benchEventTimes{t: map[string]int64{}}
+	if _, err := nc.Subscribe(events.Orders.Wildcard(), func(m *nats.Msg) {
+		if m.Header.Get(events.HeaderType) != "order_cancelled" {
+			return
+		}
+		now := time.Now().UnixNano()
+		if id, ok := events.Orders.AggregateID(m.Subject); ok {
+			et.mu.Lock()
+			et.t[id] = now
+			et.mu.Unlock()
+		}
+	}); err != nil {
+		return run, snaps, err
+	}
+	if err := nc.Flush(); err != nil {
+		return run, snaps, err
+	}
+
+	// N orders, one watcher each.
+	r.logf("placing %d orders", n)
+	bodies := benchOrderBodies(e.p.cat, 256, 5)
+	ids := make([]string, n)
+	var next atomic.Int64
+	var perr error
+	var pmu sync.Mutex
+	var wg sync.WaitGroup
+	placeDeadline := time.Now().Add(5 * time.Minute)
+	for range min(o.concurrency, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil || time.Now().After(placeDeadline) {
+					return
+				}
+				v, _, err := e.placeOrder(ctx, bodies[i%len(bodies)], nil)
+				if err != nil {
+					pmu.Lock()
+					perr = err
+					pmu.Unlock()
+					return
+				}
+				ids[i] = v.OrderID
+			}
+		}()
+	}
+	wg.Wait()
+	if perr != nil {
+		return run, snaps, perr
+	}
+	if slices.Contains(ids, "") {
+		return run, snaps, errors.New("could not place the orders in time")
+	}
+	if b, err := e.rdb.Get(ctx, ordersapi.OrderKey(e.keyspace, ids[0])).Bytes(); err == nil {
+		snaps.before = b
+	}
+
+	paths := make([]string, n)
+	for i, id := range ids {
+		paths[i] = "/api/orders/" + id + "/track"
+	}
+	m0 := benchMemory()
+	r.logf("opening %d tracking streams, one per order", n)
+	if _, err := w.call(benchWatchReq{Op: "open", Addr: e.addr, Count: n, Paths: paths, Tokens: tokens}); err != nil {
+		return run, snaps, err
+	}
+	benchSleep(ctx, time.Second)
+	m1 := benchMemory()
+	run.idle = benchMem{rss: (m1.rss - m0.rss) / int64(n), heap: (m1.heap - m0.heap) / int64(n), stacks: (m1.stacks - m0.stacks) / int64(n), goroutines: (m1.goroutines - m0.goroutines) / int64(n)}
+	r.logf("  idle: %.1f KiB RSS, %.1f KiB heap, %.1f KiB stacks, %d goroutines per client", float64(run.idle.rss)/1024, float64(run.idle.heap)/1024, float64(run.idle.stacks)/1024, run.idle.goroutines)
+	if _, err := w.call(benchWatchReq{Op: "listen", Marker: benchCancelledMarker}); err != nil {
+		return run, snaps, err
+	}
+	r.logf("cancelling the %d orders (%d clients)", n, o.concurrency)
+	stop := e.profile(r)
+	t0 := time.Now()
+	cancelDeadline := t0.Add(2*o.duration + 30*time.Second)
+	next.Store(0)
+	var cerr error
+	for range min(o.concurrency, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil || time.Now().After(cancelDeadline) {
+					return
+				}
+				st, _, b, err := e.do(ctx, http.MethodPost, "/api/orders/"+ids[i]+"/cancel", []byte(`{"reason":"bench"}`), nil)
+				if err == nil && st != http.StatusOK {
+					err = fmt.Errorf("cancel %s: %d %s", ids[i], st, benchTrunc(b))
+				}
+				if err != nil {
+					pmu.Lock()
+					cerr = err
+					pmu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	cancelled := min(int(next.Load()), n)
+	run.eventRate = float64(cancelled) / time.Since(t0).Seconds()
+	r.logf("  %d cancelled at %.0f/s", cancelled, run.eventRate)
+	if cerr != nil {
+		stop()
+		return run, snaps, cerr
+	}
+	res, err := w.call(benchWatchReq{Op: "collect", TimeoutMS: 10_000})
+	stop()
+	if err != nil {
+		return run, snaps, err
+	}
+	for i, at := range res.Arrivals {
+		if ev := et.get(ids[i]); ev > 0 && at > 0 {
+			run.perOrder = append(run.perOrder, time.Duration(max(at-ev, 0)))
+		} else if i < cancelled {
+			run.perOrderMissing++
+		}
+	}
+	slices.Sort(run.perOrder)
+	r.logf("  %d frames, p50 %.2f ms, p99 %.2f ms, %d missing", len(run.perOrder), benchMS(benchPct(run.perOrder, .5)), benchMS(benchPct(run.perOrder, .99)), run.perOrderMissing)
+	if b, err := e.rdb.Get(ctx, ordersapi.OrderKey(e.keyspace, ids[0])).Bytes(); err == nil {
+		snaps.after = b
+	}
+	if _, err := w.call(benchWatchReq{Op: "close"}); err != nil {
+		return run, snaps, err
+	}
+
+	// Broadcast: every watcher on one order, rounds until the duration is
+	// used (at least one, at most five).
+	bstart := time.Now()
+	for round := 0; round < 5 && (round == 0 || time.Since(bstart) < o.duration) && ctx.Err() == nil; round++ {
+		v, _, err := e.placeOrder(ctx, bodies[round%len(bodies)], nil)
+		if err != nil {
+			return run, snaps, err
+		}
+		r.logf("broadcast round %d: %d watchers on order %s", round+1, n, v.OrderID)
+		if _, err := w.call(benchWatchReq{Op: "open", Addr: e.addr, Count: n, Paths: []string{"/api/orders/" + v.OrderID + "/track"}, Tokens: tokens}); err != nil {
+			return run, snaps, err
+		}
+		if _, err := w.call(benchWatchReq{Op: "listen", Marker: benchCancelledMarker}); err != nil {
+			return run, snaps, err
+		}
+		st, _, b, err := e.do(ctx, http.MethodPost, "/api/orders/"+v.OrderID+"/cancel", []byte(`{"reason":"bench"}`), nil)
+		if err != nil || st != http.StatusOK {
+			return run, snaps, fmt.Errorf("cancel %s: %d %v %s", v.OrderID, st, err, benchTrunc(b))
+		}
+		res, err := w.call(benchWatchReq{Op: "collect", TimeoutMS: 10_000})
+		if err != nil {
+			return run, snaps, err
+		}
+		ev := et.get(v.OrderID)
+		for _, at := range res.Arrivals {
+			if ev > 0 && at > 0 {
+				run.broadcast = append(run.broadcast, time.Duration(max(at-ev, 0)))
+			} else {
+				run.broadcastMissing++
+			}
+		}
+		if _, err := w.call(benchWatchReq{Op: "close"}); err != nil {
+			return run, snaps, err
+		}
+		run.rounds++
+	}
+	slices.Sort(run.broadcast)
+	r.logf("  broadcast: %d frames, p50 %.2f ms, p99 %.2f ms, %d missing", len(run.broadcast), benchMS(benchPct(run.broadcast, .5)), benchMS(benchPct(run.broadcast, .99)), run.broadcastMissing)
+	if len(snaps.before) == 0 || len(snaps.after) == 0 {
+		return run, snaps, errors.New("no order snapshot for the baseline")
+	}
+	return run, snaps, nil
+}
+
+// benchBroadcaster is the baseline: a bare Echo SSE endpoint whose
+// publishers hand one preformatted frame to every subscriber of a topic
+// (latest wins, like the gateway's hub).
+type benchBroadcaster struct {
+	mu       sync.Mutex
+	subs     map[string]map[chan []byte]struct{}
+	snapshot []byte
+}
+
+func (b *benchBroadcaster) handle(c echo.Context) error {
+	topic := c.Param("id")
+	ch := make(chan []byte, 1)
+	b.mu.Lock()
+	set := b.subs[topic]
+	if set == nil {
+		set = map[chan []byte]struct{}{}
+		b.subs[topic] = set
+	}
+	set[ch] = struct{}{}
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.subs[topic], ch)
+		if len(b.subs[topic]) == 0 {
+			delete(b.subs, topic)
+		}
+		b.mu.Unlock()
+	}()
+	res := c.Response()
+	res.Header().Set(echo.HeaderContentType, "text/event-stream")
+	res.Header().Set(echo.HeaderCacheControl, "no-cache")
+	res.WriteHeader(http.StatusOK)
+	if _, err := fmt.Fprintf(res, "retry: 2000\n\nid: 1\nevent: order\ndata: %s\n\n", b.snapshot); err != nil {
+		return nil
+	}
+	res.Flush()
+	ctx := c.Request().Context()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case frame := <-ch:
+			if _, err := res.Write(frame); err != nil {
+				return nil
+			}
+			res.Flush()
+		}
+	}
+}
+
+func (b *benchBroadcaster) publish(topic string, frame []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for ch := range b.subs[topic] {
+		select {
+		case ch <- frame:
+		default:
+		}
+	}
+}
+
+func benchFanoutEcho(ctx context.Context, o *benchOptions, w *benchWatchProc, r *benchRecorder, snaps benchSnapshots, rate float64, rounds int) (benchFanoutRun, error) {
+	var run benchFanoutRun
+	n := o.watchers
+	b := &benchBroadcaster{subs: map[string]map[chan []byte]struct{}{}, snapshot: snaps.before}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.GET("/orders/:id/track", b.handle)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return run, err
+	}
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Close()
+	addr := l.Addr().String()
+	frame := fmt.Appendf(nil, "id: 2\nevent: order\ndata: %s\n\n", snaps.after)
+
+	paths := make([]string, n)
+	for i := range paths {
+		paths[i] = fmt.Sprintf("/orders/t%d/track", i)
+	}
+	m0 := benchMemory()
+	if _, err := w.call(benchWatchReq{Op: "open", Addr: addr, Count: n, Paths: paths}); err != nil {
+		return run, err
+	}
+	benchSleep(ctx, time.Second)
+	m1 := benchMemory()
+	run.idle = benchMem{rss: (m1.rss - m0.rss) / int64(n), heap: (m1.heap - m0.heap) / int64(n), stacks: (m1.stacks - m0.stacks) / int64(n), goroutines: (m1.goroutines - m0.goroutines) / int64(n)}
+	r.logf("  idle: %.1f KiB RSS, %.1f KiB heap, %.1f KiB stacks per client", float64(run.idle.rss)/1024, float64(run.idle.heap)/1024, float64(run.idle.stacks)/1024)
+	if _, err := w.call(benchWatchReq{Op: "listen", Marker: benchCancelledMarker}); err != nil {
+		return run, err
+	}
+	// The same event rate the platform sustained, one event per topic.
+	sent := make([]int64, n)
+	rate = max(rate, 1)
+	interval := time.Duration(float64(time.Second) / rate)
+	start := time.Now()
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			benchSleep(ctx, d)
+		}
+		sent[i] = time.Now().UnixNano()
+		b.publish(fmt.Sprintf("t%d", i), frame)
+	}
+	res, err := w.call(benchWatchReq{Op: "collect", TimeoutMS: 10_000})
+	if err != nil {
+		return run, err
+	}
+	for i, at := range res.Arrivals {
+		if at > 0 && sent[i] > 0 {
+			run.perOrder = append(run.perOrder, time.Duration(max(at-sent[i], 0)))
+		} else {
+			run.perOrderMissing++
+		}
+	}
+	slices.Sort(run.perOrder)
+	r.logf("  one per topic: p50 %.2f ms, p99 %.2f ms", benchMS(benchPct(run.perOrder, .5)), benchMS(benchPct(run.perOrder, .99)))
+	if _, err := w.call(benchWatchReq{Op: "close"}); err != nil {
+		return run, err
+	}
+	for round := 0; round < max(rounds, 1) && ctx.Err() == nil; round++ {
+		topic := fmt.Sprintf("hot%d", round)
+		if _, err := w.call(benchWatchReq{Op: "open", Addr: addr, Count: n, Paths: []string{"/orders/" + topic + "/track"}}); err != nil {
+			return run, err
+		}
+		if _, err := w.call(benchWatchReq{Op: "listen", Marker: benchCancelledMarker}); err != nil {
+			return run, err
+		}
+		t := time.Now().UnixNano()
+		b.publish(topic, frame)
+		res, err := w.call(benchWatchReq{Op: "collect", TimeoutMS: 10_000})
+		if err != nil {
+			return run, err
+		}
+		for _, at := range res.Arrivals {
+			if at > 0 {
+				run.broadcast = append(run.broadcast, time.Duration(max(at-t, 0)))
+			} else {
+				run.broadcastMissing++
+			}
+		}
+		if _, err := w.call(benchWatchReq{Op: "close"}); err != nil {
+			return run, err
+		}
+		run.rounds++
+	}
+	slices.Sort(run.broadcast)
+	r.logf("  broadcast: p50 %.2f ms, p99 %.2f ms", benchMS(benchPct(run.broadcast, .5)), benchMS(benchPct(run.broadcast, .99)))
+	return run, nil
+}
+
+// benchWatchConn is one SSE client of the watcher process.
+type benchWatchConn struct {
+	body    io.ReadCloser
+	br      *bufio.Reader
+	arrived atomic.Int64
+}
+
+// benchWatchClientMain is the watcher process: it opens, follows and
+// closes SSE streams as the bench asks over stdin, and reports when each
+// stream delivered the marked frame.
+func benchWatchClientMain(in io.Reader, out io.Writer) error {
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 1<<20), 256<<20)
+	enc := json.NewEncoder(out)
+	var seq atomic.Uint32
+	tr := &http.Transport{
+		// Spread the clients over loopback source addresses so that tens
+		// of thousands of connections (and their TIME_WAITs) never run out
+		// of ephemeral ports.
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			i := seq.Add(1)
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, byte(1+(i/250)%200), byte(2+i%250))}}
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				var plain net.Dialer
+				return plain.DialContext(ctx, network, addr)
+			}
+			return c, nil
+		},
+		DisableCompression:    true,
+		MaxIdleConnsPerHost:   -1,
+		ResponseHeaderTimeout: 60 * time.Second,
+	}
+	client := &http.Client{Transport: tr}
+	var conns []*benchWatchConn
+	var readers sync.WaitGroup
+	closeAll := func() {
+		for _, c := range conns {
+			_ = c.body.Close()
+		}
+		readers.Wait()
+		conns = nil
+		tr.CloseIdleConnections()
+	}
+	defer closeAll()
+	for sc.Scan() {
+		var req benchWatchReq
+		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
+			return err
+		}
+		var resp benchWatchResp
+		resp.Op = req.Op
+		switch req.Op {
+		case "open":
+			opened, err := benchWatchOpen(client, req)
+			conns = append(conns, opened...)
+			resp.Opened = len(opened)
+			if err != nil {
+				resp.Err = err.Error()
+			}
+		case "listen":
+			marker := []byte(req.Marker)
+			for _, c := range conns {
+				readers.Add(1)
+				go func() {
+					defer readers.Done()
+					for {
+						_, data, err := benchReadFrame(c.br)
+						if err != nil {
+							return
+						}
+						if len(marker) > 0 && c.arrived.Load() == 0 && bytes.Contains(data, marker) {
+							c.arrived.Store(time.Now().UnixNano())
+						}
+					}
+				}()
+			}
+		case "collect":
+			deadline := time.Now().Add(time.Duration(req.TimeoutMS) * time.Millisecond)
+			for {
+				all := true
+				for _, c := range conns {
+					if c.arrived.Load() == 0 {
+						all = false
+						break
+					}
+				}
+				if all || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			resp.Arrivals = make([]int64, len(conns))
+			for i, c := range conns {
+				resp.Arrivals[i] = c.arrived.Load()
+			}
+		case "close":
+			closeAll()
+		case "exit":
+			return enc.Encode(resp)
+		default:
+			resp.Err = "unknown op " + req.Op
+		}
+		if err := enc.Encode(resp); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+// benchWatchOpen opens req.Count streams, 64 at a time, and reads each one's
+// first data frame (the snapshot) before returning.
+func benchWatchOpen(client *http.Client, req benchWatchReq) ([]*benchWatchConn, error) {
+	conns := make([]*benchWatchConn, req.Count)
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for i := 0; i < req.Count; i++ {
+		path := req.Paths[0]
+		if len(req.Paths) == req.Count {
+			path = req.Paths[i]
+		}
+		token := ""
+		if len(req.Tokens) == req.Count {
+			token = req.Tokens[i]
+		} else if len(req.Tokens) == 1 {
+			token = req.Tokens[0]
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, err := benchWatchOne(client, req.Addr, path, token)
+			if err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				return
+			}
+			conns[i] = c
+		}()
+	}
+	wg.Wait()
+	out := slices.DeleteFunc(conns, func(c *benchWatchConn) bool { return c == nil })
+	if firstErr != nil {
+		for _, c := range out {
+			_ = c.body.Close()
+		}
+		return nil, fmt.Errorf("opened %d of %d streams: %w", len(out), req.Count, firstErr)
+	}
+	return out, nil
+}
+
+func benchWatchOne(client *http.Client, addr, path, token string) (*benchWatchConn, error) {
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if res.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(res.Body, 512))
+		res.Body.Close()
+		return nil, fmt.Errorf("GET %s: %d %s", path, res.StatusCode, b)
+	}
+	c := &benchWatchConn{body: res.Body, br: bufio.NewReaderSize(res.Body, 4096)}
+	// The first data frame is the current snapshot; give up after 30 s.
+	t := time.AfterFunc(30*time.Second, func() { _ = res.Body.Close() })
+	defer t.Stop()
+	for {
+		_, data, err := benchReadFrame(c.br)
+		if err != nil {
+			res.Body.Close()
+			return nil, fmt.Errorf("GET %s: no snapshot: %w", path, err)
+		}
+		if len(data) > 0 {
+			return c, nil
+		}
+	}
+}
+
+// --- 5. rebuild ---
+
+func benchRebuild(ctx context.Context, o *benchOptions, r *benchRecorder) error {
+	e, err := benchStart(ctx, o, "rebuild", o.timeScale, false, o.drivers)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	r.logf("generating orders through the platform for %s", o.duration)
+	gen := benchLifecycleLoad(ctx, e, o.duration)
+	r.logf("  %d placed, %d delivered", gen.placed, gen.delivered)
+	targets := map[string]uint64{}
+	for _, p := range ordersvc.Projectors(e.keyspace) {
+		targets[p.Stream()] = 0
+	}
+	for st := range targets {
+		targets[st] = e.waitStable(ctx, st, time.Second, 30*time.Second)
+	}
+	target := targets[events.Orders.Stream]
+	if target == 0 {
+		return errors.New("ORDERS is empty")
+	}
+	// Rebuild against a quiet log: the services stop (at a large time scale
+	// their periodic checks would otherwise spin), NATS and Redis stay.
+	for _, name := range []string{"kitchen", "drivers", "inventory", "orders"} {
+		if err := e.p.StopService(name); err != nil {
+			return err
+		}
+	}
+	r.logf("streams %v; services stopped; rebuilding the orders read models from sequence 1", targets)
+	reg := events.NewRegistry()
+	type agg struct {
+		events  uint64
+		elapsed time.Duration
+	}
+	per := map[string]*agg{}
+	var names []string
+	total := agg{}
+	stop := e.profile(r)
+	start := time.Now()
+	rounds := 0
+	for round := 0; round < 20 && (round == 0 || time.Since(start) < o.duration) && ctx.Err() == nil; round++ {
+		scratch := fmt.Sprintf("%srebuild-%d:", e.keyspace, round)
+		for _, p := range ordersvc.Projectors(scratch) {
+			target := targets[p.Stream()]
+			rt := projection.New(e.p.js, e.rdb, reg, p, projection.Options{Keyspace: scratch, Logger: e.log, BatchSize: 512})
+			rctx, cancel := context.WithCancel(ctx)
+			done := make(chan struct{})
+			t0 := time.Now()
+			go func() { defer close(done); _ = rt.Run(rctx) }()
+			deadline := t0.Add(5 * time.Minute)
+			for !(rt.CaughtUp() && rt.Checkpoint() >= target) && time.Now().Before(deadline) && ctx.Err() == nil {
+				time.Sleep(time.Millisecond)
+			}
+			elapsed := time.Since(t0)
+			cancel()
+			<-done
+			if rt.Checkpoint() < target {
+				stop()
+				return fmt.Errorf("%s rebuilt only to %d of %d", p.Name(), rt.Checkpoint(), target)
+			}
+			a := per[p.Name()]
+			if a == nil {
+				a = &agg{}
+				per[p.Name()] = a
+				names = append(names, p.Name())
+			}
+			a.events += target
+			a.elapsed += elapsed
+			total.events += target
+			total.elapsed += elapsed
+		}
+		benchDeletePrefix(ctx, e.rdb, scratch)
+		rounds++
+	}
+	stop()
+	// Baseline: the same number of document writes as pipelined SETs of a
+	// real order document.
+	doc, err := e.rdb.Get(ctx, ordersapi.OrderKey(e.keyspace, benchAnyOrder(ctx, e))).Bytes()
+	if err != nil || len(doc) == 0 {
+		doc = bytes.Repeat([]byte("x"), 1500)
+	}
+	rawKeys := int(max(target/12, 1))
+	var rawElapsed time.Duration
+	var rawN uint64
+	for round := 0; round < 3 && ctx.Err() == nil; round++ {
+		t0 := time.Now()
+		pipe := e.rdb.Pipeline()
+		for j := uint64(0); j < target; j++ {
+			pipe.Set(ctx, e.keyspace+"rawset:"+strconv.Itoa(int(j)%rawKeys), doc, 0)
+			if j%512 == 511 {
+				if _, err := pipe.Exec(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		rawElapsed += time.Since(t0)
+		rawN += target
+	}
+	rawRate := float64(rawN) / rawElapsed.Seconds()
+	r.logf("  baseline: %.0f pipelined SETs/s (%d-byte documents)", rawRate, len(doc))
+	r.add("events in ORDERS", "events", float64(target), fmt.Sprintf("generated by %d orders through the platform (time scale %g)", gen.placed, o.timeScale))
+	r.addVs("rebuild, all orders read models", "events/s", float64(total.events)/total.elapsed.Seconds(), rawRate,
+		fmt.Sprintf("%s one after another, like pizza rebuild; baseline: pipelined SETs (512 per round trip) of a %d-byte order document", strings.Join(names, ", "), len(doc)))
+	for _, name := range names {
+		a := per[name]
+		r.addVs("rebuild "+name, "events/s", float64(a.events)/a.elapsed.Seconds(), rawRate, fmt.Sprintf("%d events per round", a.events/max(uint64(rounds), 1)))
+	}
+	return nil
+}
+
+// benchAnyOrder returns the id of some order in the live read model.
+func benchAnyOrder(ctx context.Context, e *benchEnv) string {
+	iter := e.rdb.Scan(ctx, 0, ordersapi.OrderKey(e.keyspace, "*"), 1000).Iterator()
+	if iter.Next(ctx) {
+		return strings.TrimPrefix(iter.Val(), ordersapi.OrderKey(e.keyspace, ""))
+	}
+	return "none"
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/awesome-pizza/pizza/pkg/testkit"
+)
+
+// TestBenchWatchClientProcess is not a test: it is the fan-out scenario's
+// watcher process when the bench runs inside the test binary.
+func TestBenchWatchClientProcess(t *testing.T) {
+	if os.Getenv("PIZZA_BENCH_WATCH_CLIENT") != "1" {
+		t.Skip("helper process of TestBenchSmoke")
+	}
+	err := benchWatchClientMain(os.Stdin, os.Stdout)
+	if err != nil {
+		os.Stderr.WriteString("watch client: " + err.Error() + "\n")
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// A short run of every scenario: the report has the right shape (every
+// scenario, positive headline figures, JSON that decodes, a table), not
+// any particular speed.
+func TestBenchSmoke(t *testing.T) {
+	_, _ = testkit.Redis(t) // skips nothing: fails clearly when Redis is missing
+	prev := benchWatchClientCommand
+	benchWatchClientCommand = func() (*exec.Cmd, error) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestBenchWatchClientProcess$")
+		cmd.Env = append(os.Environ(), "PIZZA_BENCH_WATCH_CLIENT=1")
+		return cmd, nil
+	}
+	defer func() { benchWatchClientCommand = prev }()
+
+	args := []string{"--duration", "1s", "--concurrency", "4", "--rates", "20,50", "--watchers", "20",
+		"--drivers", "4", "--mqtt-clients", "6", "--redis-url", testkit.RedisURL(), "--json"}
+	if testing.Short() {
+		args = append(args, "--scenario", "intake,rebuild")
+	}
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	err := runBench(ctx, args, &stdout, &stderr)
+	t.Logf("bench took %s", time.Since(start).Round(time.Millisecond))
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, stderr.String())
+	}
+	if testing.Verbose() {
+		t.Log("\n" + stderr.String())
+	}
+
+	var rep benchReport
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("JSON report does not decode: %v\n%s", err, stdout.String())
+	}
+	if rep.Machine.CPUs < 1 || rep.Command == "" || len(rep.Failures) > 0 {
+		t.Errorf("report header: %+v", rep)
+	}
+	for _, h := range []string{"SCENARIO", "METRIC", "VALUE", "BASELINE", "RATIO"} {
+		if !strings.Contains(stderr.String(), h) {
+			t.Errorf("the table (on stderr with --json) has no %s column", h)
+		}
+	}
+	want := map[string][]string{ // scenario → metrics that must be positive (prefixes)
+		"intake":    {"max sustained orders/s", "closed-loop p50 latency", "achieved orders/s @20/s", "p99 latency @50/s"},
+		"lifecycle": {"delivered orders/s", "placement → Delivered p99"},
+		"telemetry": {"QoS 0 fixes/s into JetStream", "QoS 1 fixes/s into JetStream", "device → SSE p99"},
+		"fanout":    {"one watcher per order: event → client p99", "broadcast to 20: event → client p99", "RSS per idle client"},
+		"rebuild":   {"events in ORDERS", "rebuild, all orders read models"},
+	}
+	if testing.Short() {
+		delete(want, "lifecycle")
+		delete(want, "telemetry")
+		delete(want, "fanout")
+	}
+	seen := map[string]bool{}
+	for _, r := range rep.Results {
+		seen[r.Scenario] = true
+		if math.IsNaN(r.Value) || r.Value < 0 || r.Metric == "" {
+			t.Errorf("%s %q = %v", r.Scenario, r.Metric, r.Value)
+		}
+		if r.Baseline != nil && (*r.Baseline < 0 || r.Ratio == nil && *r.Baseline > 0) {
+			t.Errorf("%s %q: baseline %v ratio %v", r.Scenario, r.Metric, *r.Baseline, r.Ratio)
+		}
+	}
+	for scenario, metrics := range want {
+		if !seen[scenario] {
+			t.Errorf("no results for scenario %s", scenario)
+			continue
+		}
+		for _, m := range metrics {
+			i := slices.IndexFunc(rep.Results, func(r benchResult) bool { return r.Scenario == scenario && strings.HasPrefix(r.Metric, m) })
+			if i < 0 {
+				t.Errorf("%s: no metric %q", scenario, m)
+				continue
+			}
+			if r := rep.Results[i]; r.Value <= 0 {
+				t.Errorf("%s %q = %v, want > 0", scenario, r.Metric, r.Value)
+			}
+		}
+	}
+	// Baselines carry a ratio.
+	for _, m := range []string{"max sustained orders/s", "QoS 1 fixes/s into JetStream", "RSS per idle client", "rebuild, all orders read models"} {
+		i := slices.IndexFunc(rep.Results, func(r benchResult) bool { return strings.HasPrefix(r.Metric, m) })
+		if i >= 0 && (rep.Results[i].Baseline == nil || rep.Results[i].Ratio == nil) {
+			t.Errorf("%q has no baseline or ratio", m)
+		}
+	}
+}
+
+func TestBenchFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--scenario", "nope"},
+		{"--watchers", "20000"},
+		{"--rates", "fast"},
+		{"--duration", "0s"},
+		{"extra"},
+	} {
+		var out, errw bytes.Buffer
+		if err := runBench(context.Background(), args, &out, &errw); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+}
+
+// TestBenchCommand runs `pizza bench` with the arguments in PIZZA_BENCH_ARGS
+// (for running the bench from a test binary).
+func TestBenchCommand(t *testing.T) {
+	args := os.Getenv("PIZZA_BENCH_ARGS")
+	if args == "" {
+		t.Skip("set PIZZA_BENCH_ARGS")
+	}
+	benchWatchClientCommand = func() (*exec.Cmd, error) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestBenchWatchClientProcess$")
+		cmd.Env = append(os.Environ(), "PIZZA_BENCH_WATCH_CLIENT=1")
+		return cmd, nil
+	}
+	if err := runBench(context.Background(), strings.Fields(args), os.Stdout, os.Stderr); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,540 @@
+package deploytest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// NATS users and permissions (k8s/base/nats/authorization.conf): one user
+// per service, allowed to publish only its own subjects, and one for the
+// operators' tools. The configuration is read by nats-server's own parser
+// from the ConfigMap the overlay builds, checked against the rules below,
+// and loaded into a real server to show that the server enforces them.
+
+// natsPasswordKey is the key of the Secret nats-credentials that holds a
+// service's NATS password; its NATS user is named after the service.
+func natsPasswordKey(service string) string { return service + "-password" }
+
+// Keys of nats-credentials for the operators' tools user (name, password).
+const (
+	operatorUserKey     = "user"
+	operatorPasswordKey = "password"
+)
+
+// secretValue is the value the tests give a key of nats-credentials.
+func secretValue(key string) string { return "secret-" + key }
+
+// logSpace is a part of the subject space a stream or a key-value bucket
+// captures, and the one user that may publish there.
+type logSpace struct{ space, owner string }
+
+var logSpaces = []logSpace{
+	{"orders.>", "orders"},
+	{"inventory.>", "inventory"},
+	{"kitchen.>", "kitchen"},
+	{"drivers.>", "drivers"},
+	{"telemetry.drivers.>", "drivers"},     // position fixes (svc.drivers.location)
+	{"telemetry.ovens.>", "mqttbridge"},    // oven readings
+	{"telemetry.kitchens.>", "mqttbridge"}, // kitchen alerts
+	{"$KV.PII.>", "orders"},                // the personal-data vault
+	{"$KV.DEVICE_CREDENTIALS.>", "mqttbridge"},
+}
+
+// capturedSpaces are the subjects the streams and buckets store: whoever
+// publishes there writes into the log.
+var capturedSpaces = []string{"orders.>", "inventory.>", "kitchen.>", "drivers.>", "telemetry.>", "$KV.>"}
+
+// Who may create and update each stream's configuration (the JetStream API
+// is otherwise a way around subject permissions). Every service provisions
+// its own stream with TELEMETRY and DEADLETTER (eventstore.Provision); the
+// orders service provisions all four domain streams because its saga reads
+// the other three (services/orders/orders.go).
+var provisioners = map[string][]string{
+	"ORDERS":                {"orders"},
+	"INVENTORY":             {"orders", "inventory"},
+	"KITCHEN":               {"orders", "kitchen"},
+	"DRIVERS":               {"orders", "drivers"},
+	"TELEMETRY":             {"orders", "inventory", "kitchen", "drivers", "mqttbridge"},
+	"DEADLETTER":            {"orders", "inventory", "kitchen", "drivers", "mqttbridge"},
+	"KV_PII":                {"orders"},
+	"KV_DEVICE_CREDENTIALS": {"mqttbridge"},
+}
+
+// What each user reads, from the code: durable consumers, projectors and
+// other ordered consumers, Store.Load, direct gets, key-value gets and
+// watches. The operator reads the six streams, never the buckets.
+var reads = map[string][]string{
+	"orders":     {"ORDERS", "INVENTORY", "KITCHEN", "DRIVERS", "KV_PII"},
+	"inventory":  {"INVENTORY", "ORDERS", "KITCHEN"},
+	"kitchen":    {"KITCHEN", "INVENTORY", "ORDERS"},
+	"drivers":    {"DRIVERS", "ORDERS", "KITCHEN", "TELEMETRY"},
+	"gateway":    nil, // only STREAM.INFO.ORDERS, for /readyz
+	"mqttbridge": {"TELEMETRY", "DRIVERS", "KV_DEVICE_CREDENTIALS"},
+	"operator":   {"ORDERS", "INVENTORY", "KITCHEN", "DRIVERS", "TELEMETRY", "DEADLETTER"},
+}
+
+// The commands each user sends (svc.<service>.<command>).
+var commands = map[string][]string{
+	"gateway":    {"svc.orders.place", "svc.orders.cancel", "svc.inventory.restock", "svc.kitchen.chef-break", "svc.drivers.register", "svc.mqttbridge.credentials"},
+	"mqttbridge": {"svc.drivers.location", "svc.drivers.status"},
+}
+
+// Services that answer commands over nats.go/micro.
+var responders = []string{"orders", "inventory", "kitchen", "drivers", "mqttbridge"}
+
+// Services with durable consumers (eventstore.Consume).
+var consumers = []string{"orders", "inventory", "kitchen", "drivers", "mqttbridge"}
+
+// sample turns a subject filter into a subject it matches.
+func sample(filter string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(filter, ">", "x1.y1"), "*", "x1")
+}
+
+// natsConfig is nats.conf as the server reads it in a pod of the StatefulSet.
+type natsConfig struct {
+	opts *natsserver.Options
+	// operator is the name of the operators' user (key user of the Secret).
+	operator string
+}
+
+// loadNATSConfig writes the NATS ConfigMap to a directory as the pod
+// mounts it, fills the container's environment as Kubernetes would (the
+// pod name; secretValue for every key of a Secret) and parses nats.conf
+// with nats-server's parser.
+func loadNATSConfig(t *testing.T, m *manifests) *natsConfig {
+	t.Helper()
+	ss := statefulSet(t, m, "nats")
+	spec := ss.Spec.Template.Spec
+	c := spec.Containers[0]
+	cm := findConfigMapByVolume(t, m, spec, "/etc/nats-config", c)
+	dir := t.TempDir()
+	for name, data := range cm.Data {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+			t.Setenv(e.Name, secretValue(e.ValueFrom.SecretKeyRef.Key))
+		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name":
+			t.Setenv(e.Name, "nats-0")
+		case e.ValueFrom == nil:
+			t.Setenv(e.Name, varRef.ReplaceAllStringFunc(e.Value, func(ref string) string {
+				return os.Getenv(varRef.FindStringSubmatch(ref)[1])
+			}))
+		}
+	}
+	opts, err := natsserver.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
+	if err != nil {
+		t.Fatalf("%s: nats-server rejects nats.conf: %v", m.overlay, err)
+	}
+	return &natsConfig{opts: opts, operator: secretValue(operatorUserKey)}
+}
+
+// user returns a user of the configuration by name ("operator" for the
+// operators' user, whatever its name).
+func (c *natsConfig) user(name string) *natsserver.User {
+	if name == "operator" {
+		name = c.operator
+	}
+	for _, u := range c.opts.Users {
+		if u.Username == name {
+			return u
+		}
+	}
+	return nil
+}
+
+// role is the name the rules use for a user.
+func (c *natsConfig) role(u *natsserver.User) string {
+	if u.Username == c.operator {
+		return "operator"
+	}
+	return u.Username
+}
+
+// allowed applies a subject permission the way nats-server does: no
+// permission or no allow list allows everything, then deny wins.
+func allowed(p *natsserver.SubjectPermission, subject string) bool {
+	if p == nil {
+		return true
+	}
+	ok := p.Allow == nil
+	for _, a := range p.Allow {
+		ok = ok || natsserver.SubjectMatchesFilter(subject, a)
+	}
+	for _, d := range p.Deny {
+		ok = ok && !natsserver.SubjectMatchesFilter(subject, d)
+	}
+	return ok
+}
+
+func canPublish(u *natsserver.User, subject string) bool {
+	return u.Permissions == nil || allowed(u.Permissions.Publish, subject)
+}
+
+func canSubscribe(u *natsserver.User, subject string) bool {
+	return u.Permissions == nil || allowed(u.Permissions.Subscribe, subject)
+}
+
+// checkNATSUsers: every service connects as its own user, and nats.conf
+// holds every user to the rules.
+func checkNATSUsers(t *testing.T, m *manifests, cfg *natsConfig) {
+	id := m.overlay + ": nats.conf"
+	opts := cfg.opts
+	if opts.Username != "" || opts.Authorization != "" || opts.NoAuthUser != "" || len(opts.Nkeys) > 0 {
+		t.Errorf("%s: clients authenticate as the users of authorization.conf only (no single user, token, default user or nkeys)", id)
+	}
+	want := append(serviceModules(t), "operator")
+	var got []string
+	for _, u := range opts.Users {
+		got = append(got, cfg.role(u))
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("%s: users %v, want one per service and the operators' (%v)", id, got, want)
+	}
+	// Each user's password is its own key of nats-credentials.
+	for _, u := range opts.Users {
+		key := natsPasswordKey(u.Username)
+		if cfg.role(u) == "operator" {
+			key = operatorPasswordKey
+		}
+		if u.Password != secretValue(key) {
+			t.Errorf("%s: the password of %s must come from key %s of nats-credentials", id, cfg.role(u), key)
+		}
+	}
+	// Each Deployment connects as the user whose password it holds: its own.
+	for _, d := range m.deployments {
+		c := d.Spec.Template.Spec.Containers[0]
+		user, pw := env(c, "NATS_USER"), env(c, "NATS_PASSWORD")
+		if user == nil || pw == nil || pw.ValueFrom == nil || pw.ValueFrom.SecretKeyRef == nil {
+			t.Errorf("%s: %s has no NATS_USER and NATS_PASSWORD (from nats-credentials)", id, d.Name)
+			continue
+		}
+		u := cfg.user(user.Value)
+		if user.Value != d.Name || u == nil || u.Password != secretValue(pw.ValueFrom.SecretKeyRef.Key) {
+			t.Errorf("%s: %s connects as %q with key %s of nats-credentials, which is not its own NATS user", id, d.Name, user.Value, pw.ValueFrom.SecretKeyRef.Key)
+		}
+	}
+	for _, p := range natsPermissionProblems(cfg) {
+		t.Errorf("%s: %s", id, p)
+	}
+}
+
+// natsPermissionProblems checks every user against the rules and returns
+// what breaks them.
+func natsPermissionProblems(cfg *natsConfig) []string {
+	var out []string
+	bad := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	for _, u := range cfg.opts.Users {
+		role := cfg.role(u)
+		if u.Permissions == nil || u.Permissions.Publish == nil || u.Permissions.Subscribe == nil ||
+			u.Permissions.Publish.Allow == nil || u.Permissions.Subscribe.Allow == nil {
+			bad("%s: needs publish and subscribe allow lists (without them it may do anything)", role)
+			continue
+		}
+		// Into the log only where it owns the subjects.
+		for _, p := range u.Permissions.Publish.Allow {
+			for _, space := range capturedSpaces {
+				if !natsserver.SubjectsCollide(p, space) {
+					continue
+				}
+				owned := slices.ContainsFunc(logSpaces, func(s logSpace) bool {
+					return s.owner == role && natsserver.SubjectMatchesFilter(p, s.space)
+				})
+				if !owned {
+					bad("%s may publish %q, which reaches subjects of %s it does not own", role, p, space)
+				}
+			}
+		}
+		for _, s := range logSpaces {
+			if mine, can := s.owner == role, canPublish(u, sample(s.space)); mine != can {
+				bad("%s: publish on %s (owner %s) allowed=%t", role, s.space, s.owner, can)
+			}
+		}
+		// The log is read through JetStream, never by core subscriptions:
+		// such interest would also let a push consumer deliver there.
+		for _, p := range u.Permissions.Subscribe.Allow {
+			for _, space := range capturedSpaces {
+				if natsserver.SubjectsCollide(p, space) {
+					bad("%s may subscribe to %q, which overlaps the log's %s", role, p, space)
+				}
+			}
+		}
+		// Management of streams and buckets: only who provisions them; no
+		// deletion, no purge (the operators' user: handled dead letters).
+		for stream, who := range provisioners {
+			for _, op := range []string{"CREATE", "UPDATE"} {
+				subj := "$JS.API.STREAM." + op + "." + stream
+				if mine, can := slices.Contains(who, role), canPublish(u, subj); mine != can {
+					bad("%s: %s allowed=%t, want %t", role, subj, can, mine)
+				}
+			}
+			for _, op := range []string{"STREAM.DELETE", "STREAM.PURGE", "STREAM.MSG.DELETE", "STREAM.RESTORE", "STREAM.SNAPSHOT", "STREAM.LEADER.STEPDOWN"} {
+				subj := "$JS.API." + op + "." + stream
+				may := role == "operator" && stream == "DEADLETTER" && (op == "STREAM.PURGE" || op == "STREAM.MSG.DELETE")
+				if canPublish(u, subj) != may {
+					bad("%s: %s allowed=%t", role, subj, !may)
+				}
+			}
+		}
+		for _, subj := range []string{"$JS.API.ACCOUNT.PURGE.x1", "$JS.API.SERVER.REMOVE", "$JS.API.STREAM.CREATE.OTHER", "$JS.API.CONSUMER.CREATE.OTHER.c1"} {
+			if canPublish(u, subj) {
+				bad("%s may publish %s", role, subj)
+			}
+		}
+		// What it reads, and nothing else: the buckets stay private.
+		for _, stream := range append(slices.Collect(maps.Keys(provisioners)), "OTHER") {
+			reader := slices.Contains(reads[role], stream)
+			for _, subj := range []string{
+				"$JS.API.CONSUMER.CREATE." + stream + ".c1", "$JS.API.CONSUMER.CREATE." + stream + ".c1.x1.>",
+				"$JS.API.CONSUMER.MSG.NEXT." + stream + ".c1", "$JS.API.CONSUMER.INFO." + stream + ".c1", "$JS.API.CONSUMER.DELETE." + stream + ".c1",
+				"$JS.API.DIRECT.GET." + stream, "$JS.API.DIRECT.GET." + stream + ".x1.y1", "$JS.API.STREAM.MSG.GET." + stream,
+				"$JS.ACK." + stream + ".c1.1.2.3.4.5", "$JS.ACK._.hash." + stream + ".c1.1.2.3.4.5.r.x",
+			} {
+				if can := canPublish(u, subj); can != reader {
+					bad("%s: %s allowed=%t, want %t (reads %v)", role, subj, can, reader, reads[role])
+				}
+			}
+			info := reader || slices.Contains(provisioners[stream], role) || role == "gateway" && stream == "ORDERS"
+			if can := canPublish(u, "$JS.API.STREAM.INFO."+stream); can != info {
+				bad("%s: $JS.API.STREAM.INFO.%s allowed=%t, want %t", role, stream, can, info)
+			}
+		}
+		// Requests and replies. Nobody publishes on another's inbox: a
+		// responder answers only requests it received (allow_responses).
+		if !canSubscribe(u, "_INBOX.x1.y1") {
+			bad("%s cannot receive replies (subscribe _INBOX.>)", role)
+		}
+		if canPublish(u, "_INBOX.x1.y1") {
+			bad("%s may publish on any inbox; answer through allow_responses instead", role)
+		}
+		responder := slices.Contains(responders, role)
+		if (u.Permissions.Response != nil) != responder {
+			bad("%s: allow_responses=%t, want %t (micro endpoints)", role, u.Permissions.Response != nil, responder)
+		}
+		// Its own command endpoints only (a queue subscription on another's
+		// would take that service's commands); commands are sent by the
+		// gateway (any) and the bridge (its list), by nobody else.
+		for _, svc := range responders {
+			mine := svc == role
+			for _, subj := range []string{"svc." + svc + ".x1", "$SRV.INFO." + svc, "$SRV.STATS." + svc + ".id1"} {
+				if can := canSubscribe(u, subj); can != mine {
+					bad("%s: subscribe %s allowed=%t, want %t", role, subj, can, mine)
+				}
+			}
+			if can := canPublish(u, "svc."+svc+".x1"); can != (role == "gateway") {
+				bad("%s: publish svc.%s.x1 allowed=%t", role, svc, can)
+			}
+		}
+		for _, subj := range commands[role] {
+			if !canPublish(u, subj) {
+				bad("%s cannot send %s", role, subj)
+			}
+		}
+		if responder && !canSubscribe(u, "$SRV.PING") {
+			bad("%s does not answer service discovery ($SRV.PING)", role)
+		}
+		if slices.Contains(consumers, role) && !canSubscribe(u, "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORDERS.c1") {
+			bad("%s cannot park messages whose last delivery died with the process (max-deliveries advisories)", role)
+		}
+	}
+	return out
+}
+
+// TestNATSPermissionRulesCatchMistakes: the rules fail on the mistakes they
+// exist for.
+func TestNATSPermissionRulesCatchMistakes(t *testing.T) {
+	dev := buildOverlay(t, "dev")
+	pub := func(user, filter string) func(*natsConfig) {
+		return func(cfg *natsConfig) { p := cfg.user(user).Permissions.Publish; p.Allow = append(p.Allow, filter) }
+	}
+	sub := func(user, filter string) func(*natsConfig) {
+		return func(cfg *natsConfig) { p := cfg.user(user).Permissions.Subscribe; p.Allow = append(p.Allow, filter) }
+	}
+	for name, mutate := range map[string]func(cfg *natsConfig){
+		"kitchen publishes orders.>":         pub("kitchen", "orders.>"),
+		"a service publishes everything":     pub("drivers", ">"),
+		"the bridge writes driver positions": pub("mqttbridge", "telemetry.drivers.>"),
+		"a service has no permissions":       func(cfg *natsConfig) { cfg.user("inventory").Permissions = nil },
+		"the whole JetStream API":            pub("kitchen", "$JS.API.>"),
+		"the gateway reads the PII bucket":   pub("gateway", "$JS.API.DIRECT.GET.KV_PII.>"),
+		"replies to any inbox":               pub("orders", "_INBOX.>"),
+		"the bridge sends orders commands":   pub("mqttbridge", "svc.orders.>"),
+		"a core subscription on the log":     sub("operator", "orders.>"),
+		"kitchen takes the orders' commands": sub("kitchen", "svc.orders.>"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := loadNATSConfig(t, dev)
+			if p := natsPermissionProblems(cfg); len(p) > 0 {
+				t.Fatalf("the shipped configuration already breaks the rules: %v", p)
+			}
+			mutate(cfg)
+			if p := natsPermissionProblems(cfg); len(p) == 0 {
+				t.Errorf("the rules accept: %s", name)
+			}
+		})
+	}
+}
+
+// TestNATSPermissionsOnARealServer starts nats-server from the dev
+// overlay's configuration (ports, store and cluster overridden) and shows
+// with real connections that the server enforces the users' permissions.
+func TestNATSPermissionsOnARealServer(t *testing.T) {
+	cfg := loadNATSConfig(t, buildOverlay(t, "dev"))
+	opts := cfg.opts
+	opts.ServerName = "permissions-test"
+	opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", -1, 0
+	opts.StoreDir = t.TempDir()
+	opts.PidFile = ""
+	opts.Cluster = natsserver.ClusterOpts{}
+	opts.Routes = nil
+	opts.NoLog, opts.NoSigs = true, true
+	s, err := natsserver.NewServer(opts)
+	if err != nil {
+		t.Fatalf("nats-server: %v", err)
+	}
+	go s.Start()
+	t.Cleanup(s.Shutdown)
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	orders, kitchen, gateway := connectAs(t, s, "orders"), connectAs(t, s, "kitchen"), connectAs(t, s, "gateway")
+
+	// Each service provisions its own stream, as at start.
+	ordersStream := provision(ctx, t, orders, "ORDERS", "orders.>")
+	provision(ctx, t, kitchen, "KITCHEN", "kitchen.>")
+
+	// The kitchen appends to its own context...
+	ack, err := kitchen.js.Publish(ctx, "kitchen.t1", []byte(`{}`))
+	if err != nil || ack.Stream != "KITCHEN" {
+		t.Fatalf("kitchen: append to kitchen.t1: %v %+v", err, ack)
+	}
+	// ...and nowhere else; nor may it touch the orders' stream or commands.
+	for _, subj := range []string{"orders.t1", "inventory.t1", "$KV.PII.address.t1", "$JS.API.STREAM.UPDATE.ORDERS", "$JS.API.STREAM.DELETE.ORDERS",
+		"$JS.API.STREAM.PURGE.KITCHEN", "svc.orders.place"} {
+		kitchen.expectViolation(t, subj)
+	}
+	if info, err := ordersStream.Info(ctx); err != nil || info.State.Msgs != 0 {
+		t.Fatalf("ORDERS holds %d messages after the kitchen's attempt (%v)", info.State.Msgs, err)
+	}
+	// The owner can write there: the stream was not refusing on its own.
+	if ack, err := orders.js.Publish(ctx, "orders.t1", []byte(`{}`)); err != nil || ack.Stream != "ORDERS" {
+		t.Fatalf("orders: append to orders.t1: %v", err)
+	}
+
+	// The gateway sends commands: with no orders service listening the
+	// server answers "no responders", which it does only for a permitted
+	// publish.
+	if _, err := gateway.nc.Request("svc.orders.place", []byte(`{}`), 5*time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("gateway: request on svc.orders.place: want no responders, got %v", err)
+	}
+	// With the orders service listening, the reply comes back: a responder
+	// may answer the requests it receives (allow_responses), and only those.
+	sub, err := orders.nc.QueueSubscribe("svc.orders.place", "orders", func(m *nats.Msg) { _ = m.Respond([]byte(`{"ok":true}`)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := orders.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if reply, err := gateway.nc.Request("svc.orders.place", []byte(`{}`), 5*time.Second); err != nil || string(reply.Data) != `{"ok":true}` {
+		t.Fatalf("gateway: request on svc.orders.place answered by orders: %v", err)
+	}
+	orders.expectViolation(t, "_INBOX.forged.reply")
+	gateway.expectViolation(t, "orders.t2")
+	kitchen.expectNoViolation(t)
+	gateway.expectNoViolation(t)
+}
+
+type natsClient struct {
+	user string
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	errs chan error
+}
+
+// connectAs connects to s as a service's user, with the password the
+// configuration gives it; asynchronous errors (permission violations) are
+// collected.
+func connectAs(t *testing.T, s *natsserver.Server, service string) *natsClient {
+	t.Helper()
+	c := &natsClient{user: service, errs: make(chan error, 64)}
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(service, secretValue(natsPasswordKey(service))),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { c.errs <- err }))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", service, err)
+	}
+	t.Cleanup(nc.Close)
+	if c.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	c.nc = nc
+	return c
+}
+
+func provision(ctx context.Context, t *testing.T, c *natsClient, name, subjects string) jetstream.Stream {
+	t.Helper()
+	st, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subjects}, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatalf("%s: provision %s: %v", c.user, name, err)
+	}
+	return st
+}
+
+// expectViolation publishes on subject and waits for the server's
+// permissions violation naming it.
+func (c *natsClient) expectViolation(t *testing.T, subject string) {
+	t.Helper()
+	if err := c.nc.Publish(subject, []byte(`{}`)); err != nil {
+		t.Fatalf("%s: publish %s: %v", c.user, subject, err)
+	}
+	if err := c.nc.Flush(); err != nil {
+		t.Fatalf("%s: flush: %v", c.user, err)
+	}
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case err := <-c.errs:
+			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+subject+`"`) {
+				return
+			}
+			t.Fatalf("%s: publish on %s: unexpected error %v", c.user, subject, err)
+		case <-deadline:
+			t.Fatalf("%s: publish on %s was not refused", c.user, subject)
+		}
+	}
+}
+
+// expectNoViolation fails on any asynchronous error not consumed by
+// expectViolation.
+func (c *natsClient) expectNoViolation(t *testing.T) {
+	t.Helper()
+	if err := c.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-c.errs:
+		t.Errorf("%s: unexpected error %v", c.user, err)
+	default:
+	}
+}

@@ -1,0 +1,59 @@
+module github.com/awesome-pizza/pizza/pkg/tracing
+
+go 1.26.0
+
+require (
+	github.com/nats-io/nats.go v1.55.0
+	go.opentelemetry.io/otel v1.47.0
+	go.opentelemetry.io/otel/sdk v1.47.0
+	go.opentelemetry.io/otel/trace v1.47.0
+)
+
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/go-logr/logr v1.4.4 // indirect
+	github.com/go-logr/stdr v1.2.2 // indirect
+	github.com/google/uuid v1.6.0 // indirect
+	github.com/klauspost/compress v1.20.4 // indirect
+	github.com/nats-io/nkeys v0.4.17 // indirect
+	github.com/nats-io/nuid v1.0.1 // indirect
+	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
+	go.opentelemetry.io/otel/log v1.47.0 // indirect
+	go.opentelemetry.io/otel/metric v1.47.0 // indirect
+	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+)
+
+replace github.com/awesome-pizza/pizza/cmd/pizza => ../../cmd/pizza
+
+replace github.com/awesome-pizza/pizza/deploy/test => ../../deploy/test
+
+replace github.com/awesome-pizza/pizza/pkg/catalog => ../../pkg/catalog
+
+replace github.com/awesome-pizza/pizza/pkg/events => ../../pkg/events
+
+replace github.com/awesome-pizza/pizza/pkg/eventstore => ../../pkg/eventstore
+
+replace github.com/awesome-pizza/pizza/pkg/problem => ../../pkg/problem
+
+replace github.com/awesome-pizza/pizza/pkg/projection => ../../pkg/projection
+
+replace github.com/awesome-pizza/pizza/pkg/service => ../../pkg/service
+
+replace github.com/awesome-pizza/pizza/pkg/testkit => ../../pkg/testkit
+
+replace github.com/awesome-pizza/pizza/services/drivers => ../../services/drivers
+
+replace github.com/awesome-pizza/pizza/services/gateway => ../../services/gateway
+
+replace github.com/awesome-pizza/pizza/services/inventory => ../../services/inventory
+
+replace github.com/awesome-pizza/pizza/services/kitchen => ../../services/kitchen
+
+replace github.com/awesome-pizza/pizza/services/mqttbridge => ../../services/mqttbridge
+
+replace github.com/awesome-pizza/pizza/services/orders => ../../services/orders
+
+replace github.com/awesome-pizza/pizza/tests/fault => ../../tests/fault
+
+replace github.com/awesome-pizza/pizza/tests/browser => ../../tests/browser

@@ -1,0 +1,50 @@
+module github.com/awesome-pizza/pizza/tests/browser
+
+go 1.26.0
+
+require (
+	github.com/chromedp/cdproto v0.159.0
+	github.com/chromedp/chromedp v0.23.0
+	github.com/redis/go-redis/v9 v9.23.0
+)
+
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+)
+
+replace github.com/awesome-pizza/pizza/cmd/pizza => ../../cmd/pizza
+
+replace github.com/awesome-pizza/pizza/deploy/test => ../../deploy/test
+
+replace github.com/awesome-pizza/pizza/pkg/catalog => ../../pkg/catalog
+
+replace github.com/awesome-pizza/pizza/pkg/events => ../../pkg/events
+
+replace github.com/awesome-pizza/pizza/pkg/eventstore => ../../pkg/eventstore
+
+replace github.com/awesome-pizza/pizza/pkg/problem => ../../pkg/problem
+
+replace github.com/awesome-pizza/pizza/pkg/projection => ../../pkg/projection
+
+replace github.com/awesome-pizza/pizza/pkg/service => ../../pkg/service
+
+replace github.com/awesome-pizza/pizza/pkg/testkit => ../../pkg/testkit
+
+replace github.com/awesome-pizza/pizza/pkg/tracing => ../../pkg/tracing
+
+replace github.com/awesome-pizza/pizza/services/drivers => ../../services/drivers
+
+replace github.com/awesome-pizza/pizza/services/gateway => ../../services/gateway
+
+replace github.com/awesome-pizza/pizza/services/inventory => ../../services/inventory
+
+replace github.com/awesome-pizza/pizza/services/kitchen => ../../services/kitchen
+
+replace github.com/awesome-pizza/pizza/services/mqttbridge => ../../services/mqttbridge
+
+replace github.com/awesome-pizza/pizza/services/orders => ../../services/orders
+
+replace github.com/awesome-pizza/pizza/tests/fault => ../../tests/fault
