@@ -10,6 +10,7 @@ package mqttbridge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,6 +48,8 @@ type Config struct {
 	// over WebSocket listener; empty: none.
 	Addr   string
 	WSAddr string
+	// TLS serves MQTT (TCP and WebSocket) over TLS when set.
+	TLS service.TLSFiles
 
 	// Limits.
 	MaxClients      int     // connected clients; default 10000
@@ -219,8 +222,22 @@ func (s *Service) Start(ctx context.Context) error {
 		OnRefused:     func(reason string) { s.metrics.PacketsRefused.WithLabelValues(reason).Inc() },
 		OnPanic:       func(c net.Conn, _ any) { s.bridge.Forget(c) },
 	}
+	var tlsCfg *tls.Config
+	if on, err := s.cfg.TLS.Enabled(); err != nil {
+		return fmt.Errorf("mqttbridge: %w", err)
+	} else if on {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLS.Cert, s.cfg.TLS.Key)
+		if err != nil {
+			return fmt.Errorf("mqttbridge: TLS: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	if s.tcp, err = service.Listen(s.cfg.Addr, "mqtt-addr"); err != nil {
 		return err
+	}
+	if tlsCfg != nil {
+		// The guard below reads the decrypted stream.
+		s.tcp = tls.NewListener(s.tcp, tlsCfg)
 	}
 	if err := s.server.AddListener(guard.Wrap(listeners.NewNet("tcp", s.tcp), gopts)); err != nil {
 		return fmt.Errorf("mqttbridge: %w", err)
@@ -228,6 +245,9 @@ func (s *Service) Start(ctx context.Context) error {
 	if s.cfg.WSAddr != "" {
 		if s.ws, err = service.Listen(s.cfg.WSAddr, "mqtt-ws-addr"); err != nil {
 			return err
+		}
+		if tlsCfg != nil {
+			s.ws = tls.NewListener(s.ws, tlsCfg)
 		}
 		if err := s.server.AddListener(guard.Wrap(app.NewWebSocketListener("ws", s.ws), gopts)); err != nil {
 			return fmt.Errorf("mqttbridge: %w", err)

@@ -32,6 +32,7 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 	var natsURL, redisURL, keyspace, catalogPath, healthAddr, mqttAddr, wsAddr string
 	var replicas, maxClients, maxPacket, maxPayload int
 	var rate, timeScale float64
+	var tlsFiles service.TLSFiles
 	fs := flag.NewFlagSet("mqttbridge", flag.ContinueOnError)
 	service.StringFlag(fs, &natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server(s)", "NATS_URL")
 	service.StringFlag(fs, &redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for read models", "REDIS_URL")
@@ -46,6 +47,8 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 	service.IntFlag(fs, &maxPayload, "mqtt-max-payload-bytes", 4096, "largest device message; larger ones are refused")
 	service.FloatFlag(fs, &rate, "mqtt-rate", 20, "publishes per connection per second; negative: unlimited")
 	service.FloatFlag(fs, &timeScale, "time-scale", 1, "speed-up of demo time")
+	service.StringFlag(fs, &tlsFiles.Cert, "tls-cert", "", "certificate (PEM) to serve MQTT over TLS")
+	service.StringFlag(fs, &tlsFiles.Key, "tls-key", "", "key (PEM) of --tls-cert")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -76,7 +79,7 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	defer rdb.Close()
 	metrics := service.NewMetrics()
-	svc, err := mqttbridge.New(mqttbridge.Config{
+	svc, err := mqttbridge.New(mqttbridge.Config{TLS: tlsFiles,
 		Keyspace: keyspace, Streams: eventstore.StreamOptions{Replicas: replicas, Storage: jetstream.FileStorage}, TimeScale: timeScale,
 		Addr: mqttAddr, WSAddr: wsAddr, MaxClients: maxClients, MaxPacketBytes: maxPacket, MaxPayloadBytes: maxPayload, RatePerSecond: rate,
 	}, mqttbridge.Deps{NC: nc, JS: js, Redis: rdb, Catalog: cat, Log: log, Metrics: metrics})
