@@ -934,9 +934,21 @@ func benchIntake(ctx context.Context, o *benchOptions, r *benchRecorder) error {
 
 	r.logf("closed loop, %d clients, %s", c, o.duration)
 	pending.Store(0)
+	postLabels := map[string]string{"route": "/api/orders", "method": "POST"}
+	hs0, hn0 := benchHistogram(e, "pizza_http_request_duration_seconds", postLabels)
+	ws0, wn0 := benchHistogram(e, "pizza_gateway_read_your_writes_wait_seconds", nil)
+	var cpu0 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &cpu0)
 	stop := e.profile(r)
 	cl := benchClosedLoop(ctx, c, o.duration, func(ctx context.Context, _, _ int) error { return place(ctx) })
 	stop()
+	var cpu1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &cpu1)
+	cpuUsed := time.Duration(cpu1.Utime.Nano()+cpu1.Stime.Nano()-cpu0.Utime.Nano()-cpu0.Stime.Nano()) / time.Duration(runtime.NumCPU())
+	hs1, hn1 := benchHistogram(e, "pizza_http_request_duration_seconds", postLabels)
+	ws1, wn1 := benchHistogram(e, "pizza_gateway_read_your_writes_wait_seconds", nil)
+	serverMean := (hs1 - hs0) / float64(max(hn1-hn0, 1)) * 1000
+	rywMean := (ws1 - ws0) / float64(max(wn1-wn0, 1)) * 1000
 	if cl.ok == 0 {
 		return fmt.Errorf("no order placed: %v", cl.firstErr)
 	}
@@ -957,6 +969,9 @@ func benchIntake(ctx context.Context, o *benchOptions, r *benchRecorder) error {
 		"baseline: raw JetStream atomic-batch appends of two messages (how the orders service stores a placement), same clients")
 	r.addVs(fmt.Sprintf("closed-loop p50 latency (C=%d)", c), "ms", benchMS(benchPct(cl.lat, .5)), benchMS(benchPct(raw.lat, .5)), "")
 	r.addVs(fmt.Sprintf("closed-loop p99 latency (C=%d)", c), "ms", benchMS(benchPct(cl.lat, .99)), benchMS(benchPct(raw.lat, .99)), "")
+	r.add("closed-loop mean time in the gateway handler", "ms", serverMean, "pizza_http_request_duration_seconds, POST /api/orders")
+	r.add("closed-loop mean read-your-writes wait", "ms", rywMean, "pizza_gateway_read_your_writes_wait_seconds: the part of the handler spent waiting for the read model")
+	r.add("closed-loop CPU busy (whole process)", "%", 100*cpuUsed.Seconds()/o.duration.Seconds(), fmt.Sprintf("getrusage over the phase, %% of %d CPUs (platform, Redis client and load generator; Redis itself is another process)", runtime.NumCPU()))
 	r.add("closed-loop failed requests", "requests", float64(cl.failed), fmt.Sprint(cl.firstErr))
 	r.add("closed-loop 201s before the read model caught up", "requests", float64(closedPending), "Pizza-Read-Your-Writes: pending")
 
@@ -1291,6 +1306,35 @@ func (h *benchCountHook) Provides(b byte) bool { return b == mochi.OnPublish }
 func (h *benchCountHook) OnPublish(_ *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	h.n.Add(1)
 	return pk, nil
+}
+
+// benchHistogram returns the sum and count of a histogram's series that
+// carry every given label.
+func benchHistogram(e *benchEnv, name string, labels map[string]string) (sum float64, count uint64) {
+	mfs, err := e.p.metrics.Gather()
+	if err != nil {
+		return 0, 0
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for k, v := range labels {
+				found := false
+				for _, l := range m.GetLabel() {
+					found = found || l.GetName() == k && l.GetValue() == v
+				}
+				if !found {
+					continue series
+				}
+			}
+			sum += m.GetHistogram().GetSampleSum()
+			count += m.GetHistogram().GetSampleCount()
+		}
+	}
+	return sum, count
 }
 
 func benchCounter(e *benchEnv, name, label, value string) float64 {

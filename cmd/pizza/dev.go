@@ -38,7 +38,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	service.BoolFlag(fs, &cfg.NoAuth, "insecure-no-auth", false, "turn authentication off (every caller is the operator); never in production")
 	service.FloatFlag(fs, &cfg.RateLimit, "rate-limit", 500, "requests per second per client address and per user")
 	service.StringFlag(fs, &cfg.TLS.Cert, "tls-cert", "", "certificate (PEM) to serve the gateway over HTTPS")
-	service.StringFlag(fs, &cfg.TLS.Key, "tls-key", "", "key (PEM) of --tls-cert")
+	service.StringFlag(fs, &cfg.TLS.Key, "tls-key", "", "key (PEM) of --tls-cert (also used by the MQTT bridge)")
 	service.StringFlag(fs, &cors, "cors-origins", "", "browser origins allowed to call the API from other sites, comma-separated")
 	service.BoolFlag(fs, &withSim, "sim", false, "also run the simulator: customers ordering, drivers delivering")
 	service.FloatFlag(fs, &simRate, "sim-rate", 6, "with --sim: orders per minute across the restaurants")

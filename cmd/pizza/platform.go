@@ -341,7 +341,7 @@ func (p *Platform) serviceSet() []*component {
 			if cfg.MQTTAddr == "" {
 				return nil, errNotConfigured
 			}
-			b, err := mqttbridge.New(mqttbridge.Config{Keyspace: cfg.Keyspace, Streams: streams, TimeScale: cfg.TimeScale, Addr: cfg.MQTTAddr, WSAddr: cfg.MQTTWSAddr},
+			b, err := mqttbridge.New(mqttbridge.Config{Keyspace: cfg.Keyspace, Streams: streams, TimeScale: cfg.TimeScale, Addr: cfg.MQTTAddr, WSAddr: cfg.MQTTWSAddr, TLS: cfg.TLS},
 				mqttbridge.Deps{NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: p.metrics})
 			p.mqtt = b
 			return b, err
