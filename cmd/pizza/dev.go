@@ -64,10 +64,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log.Info("Awesome Pizza is ready", "http", p.HTTPURL(), "api", p.HTTPURL()+"/api/restaurants", "nats", p.NATSURL(), "redis", p.rds.URL+" ("+p.rds.Kind+")")
 	fmt.Fprintf(stdout, "Awesome Pizza is ready: %s (NATS %s)\n", p.HTTPURL(), p.NATSURL())
+	var demoCreds map[string]string
 	if p.mqtt != nil {
 		if creds, err := p.mqtt.SeedDemoCredentials(ctx); err != nil {
 			log.Warn("demo device credentials not issued", "err", err)
 		} else {
+			demoCreds = creds
 			fmt.Fprintf(stdout, "MQTT on %s; demo device credentials (username = device id):\n", p.MQTTAddr())
 			ids := make([]string, 0, len(creds))
 			for id := range creds {
@@ -95,7 +97,19 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if p.keys != nil {
 			tokens = MintedTokens(p.keys)
 		}
-		sim := New(SimConfig{GatewayURL: p.HTTPURL(), Rate: simRate, TimeScale: cfg.TimeScale, Seed: cfg.Seed, Tokens: tokens, Log: log})
+		simCfg := SimConfig{GatewayURL: p.HTTPURL(), Rate: simRate, TimeScale: cfg.TimeScale, Seed: cfg.Seed, Tokens: tokens, Log: log}
+		if demoCreds != nil {
+			// The simulated phones speak MQTT, with the credentials printed above.
+			positions := &MQTTPositions{Broker: "tcp://" + p.MQTTAddr(), Secret: func(_ context.Context, id string) (string, error) {
+				if s, ok := demoCreds[id]; ok {
+					return s, nil
+				}
+				return "", fmt.Errorf("no demo credentials for %s", id)
+			}}
+			defer positions.Close()
+			simCfg.Positions = positions
+		}
+		sim := New(simCfg)
 		go func() {
 			if err := sim.Run(ctx); err != nil && ctx.Err() == nil {
 				log.Warn("simulator stopped", "err", err)

@@ -27,8 +27,8 @@ func TestSimulatorDeliversOrdersAndReportsPositions(t *testing.T) {
 		t.Skip("end-to-end simulation")
 	}
 	_, keyspace := testkit.Redis(t)
-	cfg := PlatformConfig{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: t.TempDir(), RedisURL: testkit.RedisURL(), Keyspace: keyspace,
-		TimeScale: 600, QCFailureRate: 0.05, Seed: 5}
+	cfg := PlatformConfig{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", DataDir: t.TempDir(), RedisURL: testkit.RedisURL(),
+		Keyspace: keyspace, TimeScale: 600, QCFailureRate: 0.05, Seed: 5}
 	h := startPlatform(t, cfg)
 	defer func() { h.stop() }()
 
@@ -37,7 +37,15 @@ func TestSimulatorDeliversOrdersAndReportsPositions(t *testing.T) {
 	if h.p.keys != nil {
 		tokens = MintedTokens(h.p.keys)
 	}
-	sim := New(SimConfig{GatewayURL: h.base, Rate: 240, Duration: 90 * time.Second, TimeScale: 600, Seed: 42, GPSInterval: 40 * time.Millisecond, Tokens: tokens})
+	// The drivers' phones speak MQTT to the bridge, as real ones do.
+	creds, err := h.p.mqtt.SeedDemoCredentials(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	phones := &MQTTPositions{Broker: "tcp://" + h.p.MQTTAddr(), Secret: func(_ context.Context, id string) (string, error) { return creds[id], nil }}
+	defer phones.Close()
+	sim := New(SimConfig{GatewayURL: h.base, Rate: 240, Duration: 90 * time.Second, TimeScale: 600, Seed: 42, GPSInterval: 40 * time.Millisecond,
+		Tokens: tokens, Positions: phones})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
