@@ -90,8 +90,17 @@ func TestServiceCrashKeepsEveryOrderOnce(t *testing.T) {
 		}()
 	}
 	go func() {
+		// A steady offered load (one order per 10 ms), so the crash a third
+		// of the way in always finds requests in flight and more to come.
 		defer close(work)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
 		for i := 0; i < orderCount; i++ {
+			select {
+			case <-tick.C:
+			case <-loadCtx.Done():
+				return
+			}
 			select {
 			case work <- i:
 			case <-loadCtx.Done():
