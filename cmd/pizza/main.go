@@ -5,6 +5,7 @@
 //	pizza rebuild  rebuild read models from sequence 1 next to the live ones, then switch atomically
 //	pizza token    mint a bearer token with the development key
 //	pizza sim      simulate customers ordering and drivers delivering
+//	pizza bench    benchmark the platform and, in the same run, the raw engines
 //
 // Run `pizza <command> -h` for a command's flags; every flag can also be
 // set through the environment (PIZZA_<FLAG_NAME>).
@@ -39,6 +40,7 @@ Usage:
   pizza rebuild [flags]   rebuild read models from the log and switch them in atomically
   pizza token [flags]     mint a bearer token (--role R --subject S [--restaurant R])
   pizza sim [flags]       simulate customers and drivers against a running platform
+  pizza bench [flags]     measure the platform against the raw engines underneath
 
 Run 'pizza <command> -h' for the flags of a command.
 `
@@ -59,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runToken(ctx, args[1:], stdout, stderr)
 	case "sim":
 		return runSim(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
