@@ -81,8 +81,13 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// benchScenarios are the scenarios in the order they run.
+// benchScenarios are the scenarios in the order they are reported.
 var benchScenarios = []string{"intake", "lifecycle", "telemetry", "fanout", "rebuild"}
+
+// benchRunOrder is the order they run in: lifecycle last, because at its
+// time scale (1e6) the platform's periodic checks spin and its Stop has
+// been seen to hang; a platform left behind must not skew the others.
+var benchRunOrder = []string{"intake", "telemetry", "fanout", "rebuild", "lifecycle"}
 
 // benchMaxWatchers bounds --watchers: server and client sockets share the
 // machine's file-descriptor limit (20,000 on the reference machine).
@@ -271,8 +276,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(o.scenarios) == 0 {
 		return errors.New("--scenario: no scenario selected")
 	}
-	// Run the selected ones once each, in the canonical order.
-	o.scenarios = slices.DeleteFunc(slices.Clone(benchScenarios), func(s string) bool { return !slices.Contains(o.scenarios, s) })
+	// Run the selected ones once each, in the run order.
+	o.scenarios = slices.DeleteFunc(slices.Clone(benchRunOrder), func(s string) bool { return !slices.Contains(o.scenarios, s) })
 	errw := &benchSyncWriter{w: stderr}
 	o.stderr = errw
 
@@ -308,6 +313,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		rec.logf("done in %s", time.Since(t0).Round(time.Millisecond))
 	}
 	report.Elapsed = time.Since(start).Round(time.Millisecond).String()
+	slices.SortStableFunc(report.Results, func(a, b benchResult) int {
+		return slices.Index(benchScenarios, a.Scenario) - slices.Index(benchScenarios, b.Scenario)
+	})
 
 	table := stdout
 	if o.jsonOut {
@@ -511,7 +519,15 @@ func (e *benchEnv) close() {
 	if e.client != nil {
 		e.client.CloseIdleConnections()
 	}
-	e.p.Stop()
+	// A service that does not stop must not hang the bench: report it and
+	// move on.
+	stopped := make(chan struct{})
+	go func() { e.p.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(time.Minute):
+		fmt.Fprintf(e.o.stderr, "bench: %s: WARNING: the platform did not stop within a minute; leaving it behind\n", e.name)
+	}
 	dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	benchDeletePrefix(dctx, e.rdb, e.keyspace)
@@ -645,6 +661,13 @@ func (e *benchEnv) waitStable(ctx context.Context, stream string, quiet, limit t
 		}
 	}
 	return last
+}
+
+// quiet waits until the domain streams stop growing for a moment.
+func (e *benchEnv) quiet(ctx context.Context) {
+	for _, c := range events.DomainContexts() {
+		e.waitStable(ctx, c.Stream, 300*time.Millisecond, 10*time.Second)
+	}
 }
 
 func benchTrunc(b []byte) string {
@@ -832,161 +855,208 @@ func benchOpenLoop(ctx context.Context, rate float64, dur time.Duration, maxInFl
 // --- 1. intake ---
 
 func benchIntake(ctx context.Context, o *benchOptions, r *benchRecorder) error {
-	e, err := benchStart(ctx, o, "intake", 1, false, o.drivers)
-	if err != nil {
-		return err
-	}
-	defer e.close()
-	cat := e.p.cat
-	bodies := benchOrderBodies(cat, 512, 1)
-	run := strconv.FormatInt(time.Now().UnixNano(), 36)
-	var seq, pending atomic.Int64
-	place := func(ctx context.Context) error {
-		n := seq.Add(1)
-		_, h, err := e.placeOrder(ctx, bodies[int(n)%len(bodies)], map[string]string{"Idempotency-Key": "bench-" + run + "-" + strconv.FormatInt(n, 10)})
-		if err == nil && h.Get("Pizza-Read-Your-Writes") != "ok" {
-			pending.Add(1)
-		}
-		return err
-	}
 	c := o.concurrency
-
-	// The raw engine: appends like the orders service's (expected last
-	// subject sequence 0, a Msg-Id) of a real order_placed message, each on
-	// a fresh subject of a stream configured like the domain streams, over
-	// the same in-process connection the services use.
-	rawCtx := events.Context{Name: "bench raw appends", Stream: "BENCHRAW", SubjectPrefix: "benchraw"}
-	if _, err := e.p.js.CreateOrUpdateStream(ctx, eventstore.DomainStreamConfig(rawCtx, eventstore.StreamOptions{Storage: jetstream.FileStorage})); err != nil {
-		return fmt.Errorf("raw stream: %w", err)
-	}
-	var rawSeq atomic.Int64
-	var rawBody []byte
-	rawAppend := func(ctx context.Context) error {
-		id := run + "-" + strconv.FormatInt(rawSeq.Add(1), 10)
-		m := nats.NewMsg(rawCtx.Subject(id))
-		m.Data = rawBody
-		m.Header.Set(events.HeaderType, "order_placed")
-		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
-		m.Header.Set(jetstream.MsgIDHeader, id)
-		_, err := e.p.js.PublishMsg(ctx, m)
-		return err
-	}
-
-	// The same engine, the way the orders service appends a placement (two
-	// events): a JetStream atomic batch.
-	var rawBody2 []byte
-	rawBatch := func(ctx context.Context) error {
-		id := run + "-b" + strconv.FormatInt(rawSeq.Add(1), 10)
-		m1 := nats.NewMsg(rawCtx.Subject(id))
-		m1.Data = rawBody
-		m1.Header.Set(events.HeaderType, "order_placed")
-		m1.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
-		m1.Header.Set(jetstream.MsgIDHeader, id+"-0")
-		m1.Header.Set("Nats-Batch-Id", id)
-		m1.Header.Set("Nats-Batch-Sequence", "1")
-		if err := e.p.nc.PublishMsg(m1); err != nil {
-			return err
-		}
-		m2 := nats.NewMsg(rawCtx.Subject(id))
-		m2.Data = rawBody2
-		m2.Header.Set(events.HeaderType, "order_validated")
-		m2.Header.Set(jetstream.MsgIDHeader, id+"-1")
-		m2.Header.Set("Nats-Batch-Id", id)
-		m2.Header.Set("Nats-Batch-Sequence", "2")
-		m2.Header.Set("Nats-Batch-Commit", "1")
-		resp, err := e.p.nc.RequestMsgWithContext(ctx, m2)
+	// Every phase runs on a fresh platform (an empty log, an empty kitchen):
+	// orders placed by one phase queue in the kitchens and would slow the
+	// next one down. On each, the raw engine goes first.
+	var profiled bool
+	phase := func(rate float64) error {
+		e, err := benchStart(ctx, o, "intake", 1, false, o.drivers)
 		if err != nil {
 			return err
 		}
-		var ack struct {
-			Error *struct {
-				Description string `json:"description"`
-			} `json:"error"`
-		}
-		if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		defer e.close()
+		ip, err := newBenchIntakePlatform(ctx, e)
+		if err != nil {
 			return err
 		}
-		if ack.Error != nil {
-			return errors.New(ack.Error.Description)
+		if rate == 0 {
+			r.logf("raw append baseline, %d clients, %s", c, o.duration)
+			raw := benchClosedLoop(ctx, c, o.duration, func(ctx context.Context, _, _ int) error { return ip.rawAppend(ctx) })
+			if raw.ok == 0 {
+				return fmt.Errorf("no raw append: %v", raw.firstErr)
+			}
+			r.logf("  %.0f appends/s, p50 %.2f ms, p99 %.2f ms", raw.rate(), benchMS(benchPct(raw.lat, .5)), benchMS(benchPct(raw.lat, .99)))
+			r.logf("raw atomic-batch baseline (2 messages), %d clients, %s", c, o.duration)
+			batch := benchClosedLoop(ctx, c, o.duration, func(ctx context.Context, _, _ int) error { return ip.rawBatch(ctx) })
+			r.logf("  %.0f batches/s, p50 %.2f ms, p99 %.2f ms, %d failed (%v)", batch.rate(), benchMS(benchPct(batch.lat, .5)), benchMS(benchPct(batch.lat, .99)), batch.failed, batch.firstErr)
+			if err := ip.warmUp(ctx, r); err != nil {
+				return err
+			}
+			r.logf("closed loop, %d clients, %s", c, o.duration)
+			ip.pending.Store(0)
+			postLabels := map[string]string{"route": "/api/orders", "method": "POST"}
+			hs0, hn0 := benchHistogram(e, "pizza_http_request_duration_seconds", postLabels)
+			ws0, wn0 := benchHistogram(e, "pizza_gateway_read_your_writes_wait_seconds", nil)
+			var cpu0, cpu1 syscall.Rusage
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &cpu0)
+			stop := func() {}
+			if !profiled {
+				stop, profiled = e.profile(r), true
+			}
+			cl := benchClosedLoop(ctx, c, o.duration, func(ctx context.Context, _, _ int) error { return ip.place(ctx) })
+			stop()
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &cpu1)
+			if cl.ok == 0 {
+				return fmt.Errorf("no order placed: %v", cl.firstErr)
+			}
+			cpuUsed := time.Duration(cpu1.Utime.Nano()+cpu1.Stime.Nano()-cpu0.Utime.Nano()-cpu0.Stime.Nano()) / time.Duration(runtime.NumCPU())
+			hs1, hn1 := benchHistogram(e, "pizza_http_request_duration_seconds", postLabels)
+			ws1, wn1 := benchHistogram(e, "pizza_gateway_read_your_writes_wait_seconds", nil)
+			serverMean := (hs1 - hs0) / float64(max(hn1-hn0, 1)) * 1000
+			rywMean := (ws1 - ws0) / float64(max(wn1-wn0, 1)) * 1000
+			r.logf("  %.0f orders/s, p50 %.2f ms, p99 %.2f ms, handler %.1f ms (read-your-writes wait %.1f ms), CPU %.0f%%, %d failed (%v)",
+				cl.rate(), benchMS(benchPct(cl.lat, .5)), benchMS(benchPct(cl.lat, .99)), serverMean, rywMean, 100*cpuUsed.Seconds()/o.duration.Seconds(), cl.failed, cl.firstErr)
+			note := fmt.Sprintf("closed loop, %d clients; baseline: raw JetStream appends (one message, expected-sequence 0, Msg-Id), same clients", c)
+			r.addVs(fmt.Sprintf("max sustained orders/s (C=%d)", c), "orders/s", cl.rate(), raw.rate(), note)
+			r.addVs(fmt.Sprintf("max sustained orders/s vs raw atomic batches (C=%d)", c), "orders/s", cl.rate(), batch.rate(),
+				"baseline: raw JetStream atomic-batch appends of two messages (how the orders service stores a placement), same clients")
+			r.addVs(fmt.Sprintf("closed-loop p50 latency (C=%d)", c), "ms", benchMS(benchPct(cl.lat, .5)), benchMS(benchPct(raw.lat, .5)), "")
+			r.addVs(fmt.Sprintf("closed-loop p99 latency (C=%d)", c), "ms", benchMS(benchPct(cl.lat, .99)), benchMS(benchPct(raw.lat, .99)), "")
+			r.add("closed-loop mean time in the gateway handler", "ms", serverMean, "pizza_http_request_duration_seconds, POST /api/orders")
+			r.add("closed-loop mean read-your-writes wait", "ms", rywMean, "pizza_gateway_read_your_writes_wait_seconds: the part of the handler spent waiting for the read model")
+			r.add("closed-loop CPU busy (whole process)", "%", 100*cpuUsed.Seconds()/o.duration.Seconds(), fmt.Sprintf("getrusage over the phase, %% of %d CPUs (platform and load generator; Redis is another process)", runtime.NumCPU()))
+			r.add("closed-loop failed requests", "requests", float64(cl.failed), fmt.Sprint(cl.firstErr))
+			r.add("closed-loop 201s before the read model caught up", "requests", float64(ip.pending.Load()), "Pizza-Read-Your-Writes: pending")
+			return nil
 		}
-		return nil
-	}
-
-	warm := min(2*time.Second, o.duration/4)
-	r.logf("warm-up %s", warm)
-	if w := benchClosedLoop(ctx, c, warm, func(ctx context.Context, _, _ int) error { return place(ctx) }); w.ok == 0 {
-		return fmt.Errorf("no order placed during the warm-up: %v", w.firstErr)
-	}
-	if st, err := e.p.js.Stream(ctx, events.Orders.Stream); err == nil {
-		if m, err := st.GetMsg(ctx, 1); err == nil {
-			rawBody = m.Data
+		r.logf("raw append baseline at %g/s, %s", rate, o.duration)
+		rl := benchOpenLoop(ctx, rate, o.duration, 4000, func(ctx context.Context, _ int) error { return ip.rawAppend(ctx) })
+		if err := ip.warmUp(ctx, r); err != nil {
+			return err
 		}
-		if m, err := st.GetMsg(ctx, 2); err == nil {
-			rawBody2 = m.Data
-		}
-	}
-	if len(rawBody) == 0 {
-		rawBody = bytes.Repeat([]byte("x"), 700)
-	}
-	if len(rawBody2) == 0 {
-		rawBody2 = bytes.Repeat([]byte("y"), 300)
-	}
-
-	r.logf("closed loop, %d clients, %s", c, o.duration)
-	pending.Store(0)
-	postLabels := map[string]string{"route": "/api/orders", "method": "POST"}
-	hs0, hn0 := benchHistogram(e, "pizza_http_request_duration_seconds", postLabels)
-	ws0, wn0 := benchHistogram(e, "pizza_gateway_read_your_writes_wait_seconds", nil)
-	var cpu0 syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &cpu0)
-	stop := e.profile(r)
-	cl := benchClosedLoop(ctx, c, o.duration, func(ctx context.Context, _, _ int) error { return place(ctx) })
-	stop()
-	var cpu1 syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &cpu1)
-	cpuUsed := time.Duration(cpu1.Utime.Nano()+cpu1.Stime.Nano()-cpu0.Utime.Nano()-cpu0.Stime.Nano()) / time.Duration(runtime.NumCPU())
-	hs1, hn1 := benchHistogram(e, "pizza_http_request_duration_seconds", postLabels)
-	ws1, wn1 := benchHistogram(e, "pizza_gateway_read_your_writes_wait_seconds", nil)
-	serverMean := (hs1 - hs0) / float64(max(hn1-hn0, 1)) * 1000
-	rywMean := (ws1 - ws0) / float64(max(wn1-wn0, 1)) * 1000
-	if cl.ok == 0 {
-		return fmt.Errorf("no order placed: %v", cl.firstErr)
-	}
-	r.logf("  %.0f orders/s, p50 %.2f ms, p99 %.2f ms, %d failed (%v)", cl.rate(), benchMS(benchPct(cl.lat, .5)), benchMS(benchPct(cl.lat, .99)), cl.failed, cl.firstErr)
-	closedPending := pending.Load()
-	r.logf("raw append baseline, %d clients, %s", c, o.duration)
-	raw := benchClosedLoop(ctx, c, o.duration, func(ctx context.Context, _, _ int) error { return rawAppend(ctx) })
-	if raw.ok == 0 {
-		return fmt.Errorf("no raw append: %v", raw.firstErr)
-	}
-	r.logf("  %.0f appends/s", raw.rate())
-	r.logf("raw atomic-batch baseline (2 messages), %d clients, %s", c, o.duration)
-	batch := benchClosedLoop(ctx, c, o.duration, func(ctx context.Context, _, _ int) error { return rawBatch(ctx) })
-	r.logf("  %.0f batches/s, p50 %.2f ms, p99 %.2f ms, %d failed (%v)", batch.rate(), benchMS(benchPct(batch.lat, .5)), benchMS(benchPct(batch.lat, .99)), batch.failed, batch.firstErr)
-	note := fmt.Sprintf("closed loop, %d clients; baseline: raw JetStream appends (one message, expected-sequence 0, Msg-Id), same clients", c)
-	r.addVs(fmt.Sprintf("max sustained orders/s (C=%d)", c), "orders/s", cl.rate(), raw.rate(), note)
-	r.addVs(fmt.Sprintf("max sustained orders/s vs raw atomic batches (C=%d)", c), "orders/s", cl.rate(), batch.rate(),
-		"baseline: raw JetStream atomic-batch appends of two messages (how the orders service stores a placement), same clients")
-	r.addVs(fmt.Sprintf("closed-loop p50 latency (C=%d)", c), "ms", benchMS(benchPct(cl.lat, .5)), benchMS(benchPct(raw.lat, .5)), "")
-	r.addVs(fmt.Sprintf("closed-loop p99 latency (C=%d)", c), "ms", benchMS(benchPct(cl.lat, .99)), benchMS(benchPct(raw.lat, .99)), "")
-	r.add("closed-loop mean time in the gateway handler", "ms", serverMean, "pizza_http_request_duration_seconds, POST /api/orders")
-	r.add("closed-loop mean read-your-writes wait", "ms", rywMean, "pizza_gateway_read_your_writes_wait_seconds: the part of the handler spent waiting for the read model")
-	r.add("closed-loop CPU busy (whole process)", "%", 100*cpuUsed.Seconds()/o.duration.Seconds(), fmt.Sprintf("getrusage over the phase, %% of %d CPUs (platform, Redis client and load generator; Redis itself is another process)", runtime.NumCPU()))
-	r.add("closed-loop failed requests", "requests", float64(cl.failed), fmt.Sprint(cl.firstErr))
-	r.add("closed-loop 201s before the read model caught up", "requests", float64(closedPending), "Pizza-Read-Your-Writes: pending")
-
-	for _, rate := range o.rates {
 		r.logf("open loop at %g orders/s, %s", rate, o.duration)
-		pending.Store(0)
-		ol := benchOpenLoop(ctx, rate, o.duration, 4000, func(ctx context.Context, _ int) error { return place(ctx) })
-		r.logf("  achieved %.0f/s, p50 %.2f ms, p99 %.2f ms, p999 %.2f ms, %d failed", ol.rate(), benchMS(benchPct(ol.lat, .5)), benchMS(benchPct(ol.lat, .99)), benchMS(benchPct(ol.lat, .999)), ol.failed)
-		rl := benchOpenLoop(ctx, rate, o.duration, 4000, func(ctx context.Context, _ int) error { return rawAppend(ctx) })
+		ip.pending.Store(0)
+		ol := benchOpenLoop(ctx, rate, o.duration, 4000, func(ctx context.Context, _ int) error { return ip.place(ctx) })
+		r.logf("  achieved %.0f/s, p50 %.2f ms, p99 %.2f ms, p999 %.2f ms, %d failed (%v)", ol.rate(), benchMS(benchPct(ol.lat, .5)), benchMS(benchPct(ol.lat, .99)), benchMS(benchPct(ol.lat, .999)), ol.failed, ol.firstErr)
 		tag := fmt.Sprintf("@%g/s", rate)
-		r.addVs("achieved orders/s "+tag, "orders/s", ol.rate(), rl.rate(), "open loop, constant rate; latency from the scheduled send time")
+		r.addVs("achieved orders/s "+tag, "orders/s", ol.rate(), rl.rate(), "open loop, constant rate, fresh platform; latency from the scheduled send time; baseline: raw appends at the same rate")
 		r.addVs("p50 latency "+tag, "ms", benchMS(benchPct(ol.lat, .5)), benchMS(benchPct(rl.lat, .5)), "")
 		r.addVs("p99 latency "+tag, "ms", benchMS(benchPct(ol.lat, .99)), benchMS(benchPct(rl.lat, .99)), "")
 		r.addVs("p999 latency "+tag, "ms", benchMS(benchPct(ol.lat, .999)), benchMS(benchPct(rl.lat, .999)), "")
 		r.add("failed requests "+tag, "requests", float64(ol.failed), fmt.Sprint(ol.firstErr))
+		return nil
+	}
+	if err := phase(0); err != nil {
+		return err
+	}
+	for _, rate := range o.rates {
+		if err := phase(rate); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// benchIntakePlatform places orders on one platform and appends to the raw
+// engine underneath it.
+type benchIntakePlatform struct {
+	e                 *benchEnv
+	bodies            [][]byte
+	run               string
+	seq, rawSeq       atomic.Int64
+	pending           atomic.Int64
+	rawCtx            events.Context
+	rawBody, rawBody2 []byte
+}
+
+func newBenchIntakePlatform(ctx context.Context, e *benchEnv) (*benchIntakePlatform, error) {
+	ip := &benchIntakePlatform{e: e, bodies: benchOrderBodies(e.p.cat, 512, 1), run: strconv.FormatInt(time.Now().UnixNano(), 36),
+		rawCtx: events.Context{Name: "bench raw appends", Stream: "BENCHRAW", SubjectPrefix: "benchraw"}}
+	// The raw engine: a stream configured like the domain streams, over the
+	// in-process connection the services use, fed real placement events
+	// (the first order's two messages).
+	if _, err := e.p.js.CreateOrUpdateStream(ctx, eventstore.DomainStreamConfig(ip.rawCtx, eventstore.StreamOptions{Storage: jetstream.FileStorage})); err != nil {
+		return nil, fmt.Errorf("raw stream: %w", err)
+	}
+	if err := ip.place(ctx); err != nil {
+		return nil, fmt.Errorf("first order: %w", err)
+	}
+	if st, err := e.p.js.Stream(ctx, events.Orders.Stream); err == nil {
+		if m, err := st.GetMsg(ctx, 1); err == nil {
+			ip.rawBody = m.Data
+		}
+		if m, err := st.GetMsg(ctx, 2); err == nil {
+			ip.rawBody2 = m.Data
+		}
+	}
+	if len(ip.rawBody) == 0 {
+		ip.rawBody = bytes.Repeat([]byte("x"), 700)
+	}
+	if len(ip.rawBody2) == 0 {
+		ip.rawBody2 = bytes.Repeat([]byte("y"), 300)
+	}
+	return ip, nil
+}
+
+// place is POST /api/orders with a fresh Idempotency-Key; it counts 201s
+// answered before the read model caught up.
+func (ip *benchIntakePlatform) place(ctx context.Context) error {
+	n := ip.seq.Add(1)
+	_, h, err := ip.e.placeOrder(ctx, ip.bodies[int(n)%len(ip.bodies)], map[string]string{"Idempotency-Key": "bench-" + ip.run + "-" + strconv.FormatInt(n, 10)})
+	if err == nil && h.Get("Pizza-Read-Your-Writes") != "ok" {
+		ip.pending.Add(1)
+	}
+	return err
+}
+
+func (ip *benchIntakePlatform) warmUp(ctx context.Context, r *benchRecorder) error {
+	warm := min(time.Second, ip.e.o.duration/4)
+	r.logf("warm-up %s", warm)
+	if w := benchClosedLoop(ctx, ip.e.o.concurrency, warm, func(ctx context.Context, _, _ int) error { return ip.place(ctx) }); w.ok == 0 {
+		return fmt.Errorf("no order placed during the warm-up: %v", w.firstErr)
+	}
+	return nil
+}
+
+// rawAppend appends one message the way the event store appends one event:
+// expected last subject sequence 0 and a Msg-Id, on a fresh subject.
+func (ip *benchIntakePlatform) rawAppend(ctx context.Context) error {
+	id := ip.run + "-" + strconv.FormatInt(ip.rawSeq.Add(1), 10)
+	m := nats.NewMsg(ip.rawCtx.Subject(id))
+	m.Data = ip.rawBody
+	m.Header.Set(events.HeaderType, "order_placed")
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+	m.Header.Set(jetstream.MsgIDHeader, id)
+	_, err := ip.e.p.js.PublishMsg(ctx, m)
+	return err
+}
+
+// rawBatch appends two messages as one JetStream atomic batch, the way the
+// orders service stores a placement.
+func (ip *benchIntakePlatform) rawBatch(ctx context.Context) error {
+	id := ip.run + "-b" + strconv.FormatInt(ip.rawSeq.Add(1), 10)
+	m1 := nats.NewMsg(ip.rawCtx.Subject(id))
+	m1.Data = ip.rawBody
+	m1.Header.Set(events.HeaderType, "order_placed")
+	m1.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+	m1.Header.Set(jetstream.MsgIDHeader, id+"-0")
+	m1.Header.Set("Nats-Batch-Id", id)
+	m1.Header.Set("Nats-Batch-Sequence", "1")
+	if err := ip.e.p.nc.PublishMsg(m1); err != nil {
+		return err
+	}
+	m2 := nats.NewMsg(ip.rawCtx.Subject(id))
+	m2.Data = ip.rawBody2
+	m2.Header.Set(events.HeaderType, "order_validated")
+	m2.Header.Set(jetstream.MsgIDHeader, id+"-1")
+	m2.Header.Set("Nats-Batch-Id", id)
+	m2.Header.Set("Nats-Batch-Sequence", "2")
+	m2.Header.Set("Nats-Batch-Commit", "1")
+	resp, err := ip.e.p.nc.RequestMsgWithContext(ctx, m2)
+	if err != nil {
+		return err
+	}
+	var ack struct {
+		Error *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return err
+	}
+	if ack.Error != nil {
+		return errors.New(ack.Error.Description)
 	}
 	return nil
 }
@@ -1003,8 +1073,13 @@ type benchLifecycleStats struct {
 // benchLifecycleLoad places orders (closed loop, at most 4×concurrency
 // undelivered at once) for dur and plays the drivers: every order a driver
 // got is picked up and delivered over HTTP. Deliveries are counted after a
-// warm-up of a quarter of dur (at most 2 s).
-func benchLifecycleLoad(ctx context.Context, e *benchEnv, dur time.Duration) benchLifecycleStats {
+// warm-up of a quarter of dur (at most 2 s) until dur; should none have
+// arrived by then (very short runs), the window stays open until the first
+// one does (at most a minute).
+//
+// With drain > 0 the drivers go on after the window, for at most drain,
+// until every placed order is delivered (nothing stays active).
+func benchLifecycleLoad(ctx context.Context, e *benchEnv, dur, drain time.Duration) benchLifecycleStats {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	o := e.o
@@ -1028,6 +1103,7 @@ func benchLifecycleLoad(ctx context.Context, e *benchEnv, dur time.Duration) ben
 	start := time.Now()
 	warm := min(2*time.Second, dur/4)
 	countFrom, end := start.Add(warm), start.Add(dur)
+	var closed atomic.Bool // the counting window is over
 
 	var placers sync.WaitGroup
 	for w := 0; w < o.concurrency; w++ {
@@ -1104,12 +1180,11 @@ func benchLifecycleLoad(ctx context.Context, e *benchEnv, dur time.Duration) ben
 								}
 							case st == http.StatusOK && verb == "deliver":
 								if t, ok := placedAt.LoadAndDelete(ov.OrderID); ok {
-									now := time.Now()
-									if now.After(countFrom) && now.Before(end) {
-										delivered.Add(1)
-									}
-									if now.Before(end) {
-										lat.add(now.Sub(t.(time.Time)))
+									if !closed.Load() {
+										if time.Now().After(countFrom) {
+											delivered.Add(1)
+										}
+										lat.add(time.Since(t.(time.Time)))
 									}
 									inflight.Add(-1)
 								}
@@ -1130,9 +1205,17 @@ func benchLifecycleLoad(ctx context.Context, e *benchEnv, dur time.Duration) ben
 	if d := time.Until(end); d > 0 {
 		benchSleep(ctx, d)
 	}
+	for limit := time.Now().Add(time.Minute); delivered.Load() == 0 && placed.Load() > 0 && time.Now().Before(limit) && ctx.Err() == nil; {
+		benchSleep(ctx, 5*time.Millisecond)
+	}
+	closed.Store(true)
+	windowLen := time.Since(countFrom)
+	for limit := time.Now().Add(drain); inflight.Load() > 0 && time.Now().Before(limit) && ctx.Err() == nil; {
+		benchSleep(ctx, 10*time.Millisecond)
+	}
 	close(stopDrivers)
 	drivers.Wait()
-	return benchLifecycleStats{delivered: delivered.Load(), placed: placed.Load(), failures: failures.Load(), window: dur - warm, lat: lat.sorted(), firstErr: firstErr}
+	return benchLifecycleStats{delivered: delivered.Load(), placed: placed.Load(), failures: failures.Load(), window: windowLen, lat: lat.sorted(), firstErr: firstErr}
 }
 
 func benchLifecycle(ctx context.Context, o *benchOptions, r *benchRecorder) error {
@@ -1143,7 +1226,7 @@ func benchLifecycle(ctx context.Context, o *benchOptions, r *benchRecorder) erro
 	defer e.close()
 	r.logf("placing and delivering for %s (%d placing clients)", o.duration, o.concurrency)
 	stop := e.profile(r)
-	st := benchLifecycleLoad(ctx, e, o.duration)
+	st := benchLifecycleLoad(ctx, e, o.duration, 0)
 	stop()
 	r.logf("  %d placed, %d delivered in the window, %d failures (%v)", st.placed, st.delivered, st.failures, st.firstErr)
 	if st.delivered == 0 {
@@ -1364,7 +1447,16 @@ func benchTelemetry(ctx context.Context, o *benchOptions, r *benchRecorder) erro
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	// The platform stops before the baseline runs (a QoS 0 backlog would
+	// still be draining into it).
+	closed := false
+	closeEnv := func() {
+		if !closed {
+			closed = true
+			e.close()
+		}
+	}
+	defer closeEnv()
 	creds, err := e.p.mqtt.SeedDemoCredentials(ctx)
 	if err != nil {
 		return err
@@ -1425,6 +1517,7 @@ func benchTelemetry(ctx context.Context, o *benchOptions, r *benchRecorder) erro
 		r.logf("  stored %.0f/s, sent %.0f/s, PUBACKed %.0f/s, %.0f dropped by the per-connection rate limit, %d errors (%v)", ph.stored, ph.sent, ph.acked, limited[qos], ph.errors, ph.firstErr)
 	}
 	benchMQTTClose(clients)
+	closeEnv()
 
 	// The bare broker, same clients, a counting hook.
 	r.logf("baseline: bare Mochi broker with a counting hook")
@@ -1792,6 +1885,32 @@ func benchMemory() benchMem {
 	return m
 }
 
+// benchSettledMemory samples memory (after a GC) until the Go heap stops
+// moving — caches of the servers (JetStream block caches, connection
+// buffers) expire on timers and would otherwise be charged to the clients —
+// for at most 20 s.
+func benchSettledMemory(ctx context.Context) benchMem {
+	prev := benchMemory()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; {
+		benchSleep(ctx, 500*time.Millisecond)
+		m := benchMemory()
+		d := m.heap + m.stacks - prev.heap - prev.stacks
+		if d < 0 {
+			d = -d
+		}
+		prev = m
+		if d < 256<<10 {
+			break
+		}
+	}
+	return prev
+}
+
+func benchPerClient(m0, m1 benchMem, n int) benchMem {
+	k := int64(n)
+	return benchMem{rss: (m1.rss - m0.rss) / k, heap: (m1.heap - m0.heap) / k, stacks: (m1.stacks - m0.stacks) / k, goroutines: (m1.goroutines - m0.goroutines) / k}
+}
+
 // benchFanoutRun is one server's side of the fan-out scenario.
 type benchFanoutRun struct {
 	perOrder, broadcast []time.Duration
@@ -1812,6 +1931,21 @@ func benchFanout(ctx context.Context, o *benchOptions, r *benchRecorder) error {
 	defer w.stop()
 	n := o.watchers
 
+	// The baseline's idle memory first, while the process is quiet; its
+	// latencies after the platform's, at the event rate the platform
+	// sustained.
+	r.logf("baseline: bare Echo SSE broadcaster, %d idle clients", n)
+	be, err := newBenchEcho(benchSyntheticSnapshot("Queued"))
+	if err != nil {
+		return err
+	}
+	defer be.close()
+	var base benchFanoutRun
+	if base.idle, err = be.idleMemory(ctx, w, n); err != nil {
+		return fmt.Errorf("baseline: %w", err)
+	}
+	r.logf("  idle: %.1f KiB RSS, %.1f KiB heap, %.1f KiB stacks per client", float64(base.idle.rss)/1024, float64(base.idle.heap)/1024, float64(base.idle.stacks)/1024)
+
 	e, err := benchStart(ctx, o, "fanout", 1, false, o.drivers)
 	if err != nil {
 		return err
@@ -1821,9 +1955,11 @@ func benchFanout(ctx context.Context, o *benchOptions, r *benchRecorder) error {
 	if err != nil {
 		return err
 	}
-	r.logf("baseline: bare Echo SSE broadcaster")
-	base, err := benchFanoutEcho(ctx, o, w, r, snapshots, plat.eventRate, plat.rounds)
-	if err != nil {
+	r.logf("baseline: bare Echo SSE broadcaster, latencies")
+	be.b.mu.Lock()
+	be.b.snapshot = snapshots.before
+	be.b.mu.Unlock()
+	if err := be.latencies(ctx, w, r, n, fmt.Appendf(nil, "id: 2\nevent: order\ndata: %s\n\n", snapshots.after), plat.eventRate, plat.rounds, &base); err != nil {
 		return fmt.Errorf("baseline: %w", err)
 	}
 	pctRow := func(metric string, v, b []time.Duration, q float64, note string) {
@@ -1831,15 +1967,31 @@ func benchFanout(ctx context.Context, o *benchOptions, r *benchRecorder) error {
 	}
 	r.add("concurrent SSE watchers", "clients", float64(n), "in a child process, spread over 127.0.0.0/8 source addresses")
 	pctRow("one watcher per order: event → client p50", plat.perOrder, base.perOrder, .5,
-		fmt.Sprintf("%d orders cancelled at %.0f/s; from the event on the NATS subject to the frame at the client", len(plat.perOrder), plat.eventRate))
+		fmt.Sprintf("%d orders cancelled at %.0f/s; from the event on its NATS subject to the frame at the client; baseline: one event per topic at the same rate", len(plat.perOrder), plat.eventRate))
 	pctRow("one watcher per order: event → client p99", plat.perOrder, base.perOrder, .99, "")
 	pctRow(fmt.Sprintf("broadcast to %d: event → client p50", n), plat.broadcast, base.broadcast, .5, fmt.Sprintf("%d rounds: one order, every watcher on it", plat.rounds))
 	pctRow(fmt.Sprintf("broadcast to %d: event → client p99", n), plat.broadcast, base.broadcast, .99, "")
 	r.add("frames that never arrived", "frames", float64(plat.perOrderMissing+plat.broadcastMissing), "")
-	r.addVs("RSS per idle client", "KiB", float64(plat.idle.rss)/1024, float64(base.idle.rss)/1024, "VmRSS delta of the server process after GC / watchers")
-	r.addVs("Go heap + stacks per idle client", "KiB", float64(plat.idle.heap+plat.idle.stacks)/1024, float64(base.idle.heap+base.idle.stacks)/1024, "runtime/metrics delta / watchers")
+	r.addVs("memory per idle client (Go heap + stacks)", "KiB", float64(plat.idle.heap+plat.idle.stacks)/1024, float64(base.idle.heap+base.idle.stacks)/1024,
+		"runtime/metrics after GC, delta / watchers (server side only: the watchers are another process)")
+	r.addVs("RSS per idle client", "KiB", float64(plat.idle.rss)/1024, float64(base.idle.rss)/1024, "VmRSS delta after GC and FreeOSMemory / watchers; in-process, so noisier than the line above")
 	r.addVs("goroutines per idle client", "goroutines", float64(plat.idle.goroutines), float64(base.idle.goroutines), "")
 	return nil
+}
+
+// benchSyntheticSnapshot is an order document of the usual size for the
+// baseline's idle phase (it runs before any real order exists).
+func benchSyntheticSnapshot(status string) []byte {
+	driver := "downtown-driver-1"
+	v := ordersapi.OrderView{OrderID: "01a21947-7625-7741-b763-5252be425224", CustomerID: "bench-cust-1", RestaurantID: "downtown", Status: status,
+		Items:      []ordersapi.ItemView{{PizzaType: "Margherita", Size: "Large", Toppings: []string{"Basil"}, Quantity: 2, UnitPriceCents: 1499, LineTotalCents: 2998}},
+		TotalCents: 3498, Currency: "USD", PaymentMethod: "CreditCard", DeliveryLocation: &ordersapi.LatLon{Latitude: 45.52, Longitude: -122.68},
+		CreatedAt: time.Now().UTC(), LastUpdated: time.Now().UTC(), AssignedDriverID: &driver, Version: 3}
+	for _, st := range []string{"Created", "Validated", "Queued"} {
+		v.StatusHistory = append(v.StatusHistory, ordersapi.StatusChange{Status: st, At: time.Now().UTC()})
+	}
+	b, _ := json.Marshal(v)
+	return b
 }
 
 type benchSnapshots struct{ before, after []byte }
@@ -1945,14 +2097,15 @@ func benchFanoutPlatform(ctx context.Context, e *benchEnv, w *benchWatchProc, r 
 	for i, id := range ids {
 		paths[i] = "/api/orders/" + id + "/track"
 	}
-	m0 := benchMemory()
+	e.quiet(ctx)
+	m0 := benchSettledMemory(ctx)
 	r.logf("opening %d tracking streams, one per order", n)
 	if _, err := w.call(benchWatchReq{Op: "open", Addr: e.addr, Count: n, Paths: paths, Tokens: tokens}); err != nil {
 		return run, snaps, err
 	}
-	benchSleep(ctx, time.Second)
-	m1 := benchMemory()
-	run.idle = benchMem{rss: (m1.rss - m0.rss) / int64(n), heap: (m1.heap - m0.heap) / int64(n), stacks: (m1.stacks - m0.stacks) / int64(n), goroutines: (m1.goroutines - m0.goroutines) / int64(n)}
+	e.quiet(ctx)
+	m1 := benchSettledMemory(ctx)
+	run.idle = benchPerClient(m0, m1, n)
 	r.logf("  idle: %.1f KiB RSS, %.1f KiB heap, %.1f KiB stacks, %d goroutines per client", float64(run.idle.rss)/1024, float64(run.idle.heap)/1024, float64(run.idle.stacks)/1024, run.idle.goroutines)
 	if _, err := w.call(benchWatchReq{Op: "listen", Marker: benchCancelledMarker}); err != nil {
 		return run, snaps, err
@@ -2076,6 +2229,7 @@ func (b *benchBroadcaster) handle(c echo.Context) error {
 		b.subs[topic] = set
 	}
 	set[ch] = struct{}{}
+	snapshot := b.snapshot
 	b.mu.Unlock()
 	defer func() {
 		b.mu.Lock()
@@ -2089,7 +2243,7 @@ func (b *benchBroadcaster) handle(c echo.Context) error {
 	res.Header().Set(echo.HeaderContentType, "text/event-stream")
 	res.Header().Set(echo.HeaderCacheControl, "no-cache")
 	res.WriteHeader(http.StatusOK)
-	if _, err := fmt.Fprintf(res, "retry: 2000\n\nid: 1\nevent: order\ndata: %s\n\n", b.snapshot); err != nil {
+	if _, err := fmt.Fprintf(res, "retry: 2000\n\nid: 1\nevent: order\ndata: %s\n\n", snapshot); err != nil {
 		return nil
 	}
 	res.Flush()
@@ -2118,39 +2272,56 @@ func (b *benchBroadcaster) publish(topic string, frame []byte) {
 	}
 }
 
-func benchFanoutEcho(ctx context.Context, o *benchOptions, w *benchWatchProc, r *benchRecorder, snaps benchSnapshots, rate float64, rounds int) (benchFanoutRun, error) {
-	var run benchFanoutRun
-	n := o.watchers
-	b := &benchBroadcaster{subs: map[string]map[chan []byte]struct{}{}, snapshot: snaps.before}
+// benchEcho serves the baseline broadcaster.
+type benchEcho struct {
+	b    *benchBroadcaster
+	srv  *http.Server
+	addr string
+}
+
+func newBenchEcho(snapshot []byte) (*benchEcho, error) {
+	b := &benchBroadcaster{subs: map[string]map[chan []byte]struct{}{}, snapshot: snapshot}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.GET("/orders/:id/track", b.handle)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return run, err
+		return nil, err
 	}
 	srv := &http.Server{Handler: e, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(l) }()
-	defer srv.Close()
-	addr := l.Addr().String()
-	frame := fmt.Appendf(nil, "id: 2\nevent: order\ndata: %s\n\n", snaps.after)
+	return &benchEcho{b: b, srv: srv, addr: l.Addr().String()}, nil
+}
 
+func (be *benchEcho) close() { _ = be.srv.Close() }
+
+func (be *benchEcho) idleMemory(ctx context.Context, w *benchWatchProc, n int) (benchMem, error) {
+	paths := make([]string, n)
+	for i := range paths {
+		paths[i] = fmt.Sprintf("/orders/idle%d/track", i)
+	}
+	m0 := benchSettledMemory(ctx)
+	if _, err := w.call(benchWatchReq{Op: "open", Addr: be.addr, Count: n, Paths: paths}); err != nil {
+		return benchMem{}, err
+	}
+	m1 := benchSettledMemory(ctx)
+	_, err := w.call(benchWatchReq{Op: "close"})
+	return benchPerClient(m0, m1, n), err
+}
+
+// latencies measures event → client with one watcher per topic (events
+// at rate) and broadcasting to every watcher of one topic (rounds).
+func (be *benchEcho) latencies(ctx context.Context, w *benchWatchProc, r *benchRecorder, n int, frame []byte, rate float64, rounds int, run *benchFanoutRun) error {
 	paths := make([]string, n)
 	for i := range paths {
 		paths[i] = fmt.Sprintf("/orders/t%d/track", i)
 	}
-	m0 := benchMemory()
-	if _, err := w.call(benchWatchReq{Op: "open", Addr: addr, Count: n, Paths: paths}); err != nil {
-		return run, err
+	if _, err := w.call(benchWatchReq{Op: "open", Addr: be.addr, Count: n, Paths: paths}); err != nil {
+		return err
 	}
-	benchSleep(ctx, time.Second)
-	m1 := benchMemory()
-	run.idle = benchMem{rss: (m1.rss - m0.rss) / int64(n), heap: (m1.heap - m0.heap) / int64(n), stacks: (m1.stacks - m0.stacks) / int64(n), goroutines: (m1.goroutines - m0.goroutines) / int64(n)}
-	r.logf("  idle: %.1f KiB RSS, %.1f KiB heap, %.1f KiB stacks per client", float64(run.idle.rss)/1024, float64(run.idle.heap)/1024, float64(run.idle.stacks)/1024)
 	if _, err := w.call(benchWatchReq{Op: "listen", Marker: benchCancelledMarker}); err != nil {
-		return run, err
+		return err
 	}
-	// The same event rate the platform sustained, one event per topic.
 	sent := make([]int64, n)
 	rate = max(rate, 1)
 	interval := time.Duration(float64(time.Second) / rate)
@@ -2160,11 +2331,11 @@ func benchFanoutEcho(ctx context.Context, o *benchOptions, w *benchWatchProc, r 
 			benchSleep(ctx, d)
 		}
 		sent[i] = time.Now().UnixNano()
-		b.publish(fmt.Sprintf("t%d", i), frame)
+		be.b.publish(fmt.Sprintf("t%d", i), frame)
 	}
 	res, err := w.call(benchWatchReq{Op: "collect", TimeoutMS: 10_000})
 	if err != nil {
-		return run, err
+		return err
 	}
 	for i, at := range res.Arrivals {
 		if at > 0 && sent[i] > 0 {
@@ -2176,21 +2347,21 @@ func benchFanoutEcho(ctx context.Context, o *benchOptions, w *benchWatchProc, r 
 	slices.Sort(run.perOrder)
 	r.logf("  one per topic: p50 %.2f ms, p99 %.2f ms", benchMS(benchPct(run.perOrder, .5)), benchMS(benchPct(run.perOrder, .99)))
 	if _, err := w.call(benchWatchReq{Op: "close"}); err != nil {
-		return run, err
+		return err
 	}
 	for round := 0; round < max(rounds, 1) && ctx.Err() == nil; round++ {
 		topic := fmt.Sprintf("hot%d", round)
-		if _, err := w.call(benchWatchReq{Op: "open", Addr: addr, Count: n, Paths: []string{"/orders/" + topic + "/track"}}); err != nil {
-			return run, err
+		if _, err := w.call(benchWatchReq{Op: "open", Addr: be.addr, Count: n, Paths: []string{"/orders/" + topic + "/track"}}); err != nil {
+			return err
 		}
 		if _, err := w.call(benchWatchReq{Op: "listen", Marker: benchCancelledMarker}); err != nil {
-			return run, err
+			return err
 		}
 		t := time.Now().UnixNano()
-		b.publish(topic, frame)
+		be.b.publish(topic, frame)
 		res, err := w.call(benchWatchReq{Op: "collect", TimeoutMS: 10_000})
 		if err != nil {
-			return run, err
+			return err
 		}
 		for _, at := range res.Arrivals {
 			if at > 0 {
@@ -2200,13 +2371,13 @@ func benchFanoutEcho(ctx context.Context, o *benchOptions, w *benchWatchProc, r 
 			}
 		}
 		if _, err := w.call(benchWatchReq{Op: "close"}); err != nil {
-			return run, err
+			return err
 		}
 		run.rounds++
 	}
 	slices.Sort(run.broadcast)
 	r.logf("  broadcast: p50 %.2f ms, p99 %.2f ms", benchMS(benchPct(run.broadcast, .5)), benchMS(benchPct(run.broadcast, .99)))
-	return run, nil
+	return nil
 }
 
 // benchWatchConn is one SSE client of the watcher process.
@@ -2403,33 +2574,32 @@ func benchWatchOne(client *http.Client, addr, path, token string) (*benchWatchCo
 // --- 5. rebuild ---
 
 func benchRebuild(ctx context.Context, o *benchOptions, r *benchRecorder) error {
-	e, err := benchStart(ctx, o, "rebuild", o.timeScale, false, o.drivers)
+	// Time scale 3000: orders still reach the door in about a second, and
+	// the platform's periodic checks (divided by the time scale) do not
+	// spin next to the rebuild as they would at 1e6.
+	const scale = 3000
+	e, err := benchStart(ctx, o, "rebuild", scale, false, o.drivers)
 	if err != nil {
 		return err
 	}
 	defer e.close()
 	r.logf("generating orders through the platform for %s", o.duration)
-	gen := benchLifecycleLoad(ctx, e, o.duration)
-	r.logf("  %d placed, %d delivered", gen.placed, gen.delivered)
+	// Every order is delivered before the rebuild: active orders would keep
+	// the stuck-order detector (every 10 ms at this time scale) busy.
+	gen := benchLifecycleLoad(ctx, e, o.duration, time.Minute)
+	r.logf("  %d placed", gen.placed)
 	targets := map[string]uint64{}
 	for _, p := range ordersvc.Projectors(e.keyspace) {
 		targets[p.Stream()] = 0
 	}
 	for st := range targets {
-		targets[st] = e.waitStable(ctx, st, time.Second, 30*time.Second)
+		targets[st] = e.waitStable(ctx, st, 500*time.Millisecond, 20*time.Second)
 	}
 	target := targets[events.Orders.Stream]
 	if target == 0 {
 		return errors.New("ORDERS is empty")
 	}
-	// Rebuild against a quiet log: the services stop (at a large time scale
-	// their periodic checks would otherwise spin), NATS and Redis stay.
-	for _, name := range []string{"kitchen", "drivers", "inventory", "orders"} {
-		if err := e.p.StopService(name); err != nil {
-			return err
-		}
-	}
-	r.logf("streams %v; services stopped; rebuilding the orders read models from sequence 1", targets)
+	r.logf("streams %v; rebuilding the orders read models from sequence 1, next to the live ones", targets)
 	reg := events.NewRegistry()
 	type agg struct {
 		events  uint64
@@ -2504,7 +2674,7 @@ func benchRebuild(ctx context.Context, o *benchOptions, r *benchRecorder) error 
 	}
 	rawRate := float64(rawN) / rawElapsed.Seconds()
 	r.logf("  baseline: %.0f pipelined SETs/s (%d-byte documents)", rawRate, len(doc))
-	r.add("events in ORDERS", "events", float64(target), fmt.Sprintf("generated by %d orders through the platform (time scale %g)", gen.placed, o.timeScale))
+	r.add("events in ORDERS", "events", float64(target), fmt.Sprintf("generated by %d orders placed and delivered through the platform (time scale %d)", gen.placed, scale))
 	r.addVs("rebuild, all orders read models", "events/s", float64(total.events)/total.elapsed.Seconds(), rawRate,
 		fmt.Sprintf("%s one after another, like pizza rebuild; baseline: pipelined SETs (512 per round trip) of a %d-byte order document", strings.Join(names, ", "), len(doc)))
 	for _, name := range names {

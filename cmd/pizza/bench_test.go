@@ -76,7 +76,7 @@ func TestBenchSmoke(t *testing.T) {
 		"intake":    {"max sustained orders/s", "closed-loop p50 latency", "achieved orders/s @20/s", "p99 latency @50/s"},
 		"lifecycle": {"delivered orders/s", "placement → Delivered p99"},
 		"telemetry": {"QoS 0 fixes/s into JetStream", "QoS 1 fixes/s into JetStream", "device → SSE p99"},
-		"fanout":    {"one watcher per order: event → client p99", "broadcast to 20: event → client p99", "RSS per idle client"},
+		"fanout":    {"concurrent SSE watchers", "one watcher per order: event → client p99", "broadcast to 20: event → client p99", "goroutines per idle client"},
 		"rebuild":   {"events in ORDERS", "rebuild, all orders read models"},
 	}
 	if testing.Short() {
@@ -87,10 +87,13 @@ func TestBenchSmoke(t *testing.T) {
 	seen := map[string]bool{}
 	for _, r := range rep.Results {
 		seen[r.Scenario] = true
-		if math.IsNaN(r.Value) || r.Value < 0 || r.Metric == "" {
+		// Memory deltas of a few watchers are within the noise of a live
+		// process: any finite value will do at this size.
+		noisy := strings.Contains(r.Metric, "per idle client")
+		if math.IsNaN(r.Value) || math.IsInf(r.Value, 0) || (r.Value < 0 && !noisy) || r.Metric == "" {
 			t.Errorf("%s %q = %v", r.Scenario, r.Metric, r.Value)
 		}
-		if r.Baseline != nil && (*r.Baseline < 0 || r.Ratio == nil && *r.Baseline > 0) {
+		if r.Baseline != nil && ((*r.Baseline < 0 && !noisy) || r.Ratio == nil && *r.Baseline != 0) {
 			t.Errorf("%s %q: baseline %v ratio %v", r.Scenario, r.Metric, *r.Baseline, r.Ratio)
 		}
 	}
@@ -111,7 +114,7 @@ func TestBenchSmoke(t *testing.T) {
 		}
 	}
 	// Baselines carry a ratio.
-	for _, m := range []string{"max sustained orders/s", "QoS 1 fixes/s into JetStream", "RSS per idle client", "rebuild, all orders read models"} {
+	for _, m := range []string{"max sustained orders/s", "QoS 1 fixes/s into JetStream", "memory per idle client", "rebuild, all orders read models"} {
 		i := slices.IndexFunc(rep.Results, func(r benchResult) bool { return strings.HasPrefix(r.Metric, m) })
 		if i >= 0 && (rep.Results[i].Baseline == nil || rep.Results[i].Ratio == nil) {
 			t.Errorf("%q has no baseline or ratio", m)
