@@ -3,31 +3,35 @@ package main
 // pizza bench: the platform's figures, measured in process against the raw
 // engines underneath, in the same run.
 //
-// Every scenario starts its own in-process platform (embedded nats-server
-// with JetStream on disk under a temporary directory, the real Redis of
-// --redis-url in a keyspace of its own, authentication on, rate limits out
-// of the way) so that one scenario's background work (a kitchen queue, a
-// fleet) does not leak into the next one's figures. Everything listens on
-// loopback; every phase is bounded by --duration (or a fixed cap) and the
-// command stops by itself.
+// Every scenario (every intake phase) starts its own in-process platform:
+// embedded nats-server with JetStream on disk under a temporary directory,
+// the real Redis of --redis-url in a keyspace of its own (removed
+// afterwards), authentication on with an operator token, rate limits out of
+// the way, a catalogue whose stock lasts the run. One scenario's background
+// work (a kitchen queue, a fleet) thus never skews the next one's figures.
+// Everything listens on loopback; every phase is bounded by --duration (or
+// a fixed cap) and the command stops by itself.
 //
 //	intake     POST /api/orders through gateway → orders → append → read model
 //	           (the 201 waits for the projection): closed-loop maximum and
-//	           open-loop latency at fixed offered rates; baseline: raw
-//	           JetStream appends (expected-sequence 0 and Nats-Msg-Id on fresh
-//	           subjects) at the same concurrency and rates.
+//	           open-loop latency at fixed offered rates, measured from the
+//	           scheduled send time; baselines: raw JetStream appends
+//	           (expected-sequence 0 and Nats-Msg-Id on fresh subjects) at the
+//	           same concurrency and rates, and raw two-message atomic batches.
 //	lifecycle  orders/s carried from placement to Delivered with instant
-//	           stages; the bench plays the drivers over HTTP.
-//	telemetry  MQTT QoS 0 and QoS 1 GPS fixes/s stored in TELEMETRY, and
+//	           stages (time scale 1e6); the bench plays the drivers over HTTP.
+//	telemetry  MQTT QoS 1 and QoS 0 GPS fixes/s stored in TELEMETRY, and
 //	           device → SSE latency; baseline: a bare Mochi broker with a
 //	           counting hook and the same clients.
 //	fanout     N SSE watchers: event → client latency with one watcher per
-//	           order and with all of them on one order, RSS per idle client;
-//	           baseline: a bare Echo SSE broadcaster in the same process. The
-//	           watchers live in a child process (this binary again), so their
-//	           memory and file descriptors are not the server's.
-//	rebuild    events/s replayed from ORDERS into the orders read models;
-//	           baseline: pipelined SETs of as many documents.
+//	           order and with all of them on one order, memory per idle
+//	           client; baseline: a bare Echo SSE broadcaster in the same
+//	           process. The watchers live in a child process (this binary
+//	           again), so their memory and file descriptors are not the
+//	           server's.
+//	rebuild    events/s replayed into the orders read models from a copy of
+//	           the log the platform wrote; baseline: pipelined SETs of as
+//	           many documents.
 
 import (
 	"bufio"
@@ -76,6 +80,7 @@ import (
 	mochiauth "github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
@@ -207,16 +212,15 @@ func (s *benchSyncWriter) Write(b []byte) (int, error) {
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
-		o                  benchOptions
-		scenarios, rates   string
-		watchClient        bool
-		defaultConcurrency = 32
+		o                benchOptions
+		scenarios, rates string
+		watchClient      bool
 	)
 	fs := flag.NewFlagSet("pizza bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measured phase")
 	fs.StringVar(&scenarios, "scenario", "all", "comma-separated scenarios: "+strings.Join(benchScenarios, ", ")+" (or all)")
-	fs.IntVar(&o.concurrency, "concurrency", defaultConcurrency, "concurrent clients of the closed-loop phases (intake, lifecycle, raw append)")
+	fs.IntVar(&o.concurrency, "concurrency", 32, "concurrent clients of the closed-loop phases (intake, lifecycle, raw append)")
 	fs.StringVar(&rates, "rates", "200,1000", "comma-separated offered rates (orders/s) of the open-loop intake phases")
 	fs.IntVar(&o.watchers, "watchers", 1000, fmt.Sprintf("SSE watchers of the fan-out scenario (at most %d)", benchMaxWatchers))
 	service.StringFlag(fs, &o.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for the read models (each scenario uses a keyspace of its own, removed afterwards)", "REDIS_URL")
@@ -226,7 +230,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.drivers, "drivers", 20, "drivers per restaurant in the bench catalogue")
 	fs.IntVar(&o.mqttClients, "mqtt-clients", 1200, "MQTT devices (drivers' phones, one connection each) of the telemetry scenario; the fleet grows to match")
 	fs.Float64Var(&o.mqttRate, "mqtt-rate", 19, "GPS fixes/s each device sends into the platform (the bridge allows 20/s per connection); 0: as fast as acknowledged")
-	fs.Float64Var(&o.timeScale, "time-scale", 1e6, "platform time scale of the lifecycle and rebuild scenarios (stages instant)")
+	fs.Float64Var(&o.timeScale, "time-scale", 1e6, "platform time scale of the lifecycle scenario (1e6: stages instant)")
 	fs.StringVar(&o.logLevel, "log-level", "none", "level of the platform's own logs on stderr: none, error, warn, info, debug")
 	fs.BoolVar(&watchClient, "watch-client", false, "internal: run as the fan-out scenario's SSE client process (JSON lines on stdin/stdout)")
 	if err := fs.Parse(args); err != nil {
@@ -860,6 +864,7 @@ func benchIntake(ctx context.Context, o *benchOptions, r *benchRecorder) error {
 	// orders placed by one phase queue in the kitchens and would slow the
 	// next one down. On each, the raw engine goes first.
 	var profiled bool
+	var rawLoad, batchLoad benchLoad
 	phase := func(rate float64) error {
 		e, err := benchStart(ctx, o, "intake", 1, false, o.drivers)
 		if err != nil {
@@ -870,7 +875,10 @@ func benchIntake(ctx context.Context, o *benchOptions, r *benchRecorder) error {
 		if err != nil {
 			return err
 		}
-		if rate == 0 {
+		if rate < 0 {
+			// The closed-loop baselines get a platform of their own: a
+			// stream that just took hundreds of thousands of appends is
+			// not the one the orders meet.
 			r.logf("raw append baseline, %d clients, %s", c, o.duration)
 			raw := benchClosedLoop(ctx, c, o.duration, func(ctx context.Context, _, _ int) error { return ip.rawAppend(ctx) })
 			if raw.ok == 0 {
@@ -880,6 +888,11 @@ func benchIntake(ctx context.Context, o *benchOptions, r *benchRecorder) error {
 			r.logf("raw atomic-batch baseline (2 messages), %d clients, %s", c, o.duration)
 			batch := benchClosedLoop(ctx, c, o.duration, func(ctx context.Context, _, _ int) error { return ip.rawBatch(ctx) })
 			r.logf("  %.0f batches/s, p50 %.2f ms, p99 %.2f ms, %d failed (%v)", batch.rate(), benchMS(benchPct(batch.lat, .5)), benchMS(benchPct(batch.lat, .99)), batch.failed, batch.firstErr)
+			rawLoad, batchLoad = raw, batch
+			return nil
+		}
+		if rate == 0 {
+			raw, batch := rawLoad, batchLoad
 			if err := ip.warmUp(ctx, r); err != nil {
 				return err
 			}
@@ -937,7 +950,10 @@ func benchIntake(ctx context.Context, o *benchOptions, r *benchRecorder) error {
 		r.add("failed requests "+tag, "requests", float64(ol.failed), fmt.Sprint(ol.firstErr))
 		return nil
 	}
-	if err := phase(0); err != nil {
+	if err := phase(-1); err != nil { // raw closed-loop baselines
+		return err
+	}
+	if err := phase(0); err != nil { // closed loop
 		return err
 	}
 	for _, rate := range o.rates {
@@ -2574,33 +2590,87 @@ func benchWatchOne(client *http.Client, addr, path, token string) (*benchWatchCo
 // --- 5. rebuild ---
 
 func benchRebuild(ctx context.Context, o *benchOptions, r *benchRecorder) error {
-	// Time scale 3000: orders still reach the door in about a second, and
-	// the platform's periodic checks (divided by the time scale) do not
-	// spin next to the rebuild as they would at 1e6.
+	// Time scale 3000: orders reach the door in about a second.
 	const scale = 3000
 	e, err := benchStart(ctx, o, "rebuild", scale, false, o.drivers)
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	platformUp := true
+	defer func() {
+		if platformUp {
+			e.close()
+		}
+	}()
 	r.logf("generating orders through the platform for %s", o.duration)
-	// Every order is delivered before the rebuild: active orders would keep
-	// the stuck-order detector (every 10 ms at this time scale) busy.
 	gen := benchLifecycleLoad(ctx, e, o.duration, time.Minute)
 	r.logf("  %d placed", gen.placed)
-	targets := map[string]uint64{}
+	streams := map[string]bool{}
 	for _, p := range ordersvc.Projectors(e.keyspace) {
-		targets[p.Stream()] = 0
+		streams[p.Stream()] = true
 	}
-	for st := range targets {
-		targets[st] = e.waitStable(ctx, st, 500*time.Millisecond, 20*time.Second)
+	for st := range streams {
+		e.waitStable(ctx, st, 500*time.Millisecond, 20*time.Second)
+	}
+	liveConsumers := 0
+	if st, err := e.p.js.Stream(ctx, events.Orders.Stream); err == nil {
+		if info, err := st.Info(ctx); err == nil {
+			liveConsumers = info.State.Consumers
+		}
+	}
+
+	// The rebuild reads a copy of the log in a JetStream of its own (same
+	// server version, file storage, same subjects, headers and order): the
+	// live platform's background work and its leftover consumers (ORDERS
+	// reaches nats-server's default limit of 1,000 consumers per stream
+	// under load) would otherwise decide the figure.
+	ns, err := server.NewServer(&server.Options{ServerName: "bench-rebuild", Host: "127.0.0.1", Port: -1, JetStream: true,
+		StoreDir: filepath.Join(e.dir, "rebuild-js"), NoLog: true, NoSigs: true})
+	if err != nil {
+		return err
+	}
+	go ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		return errors.New("rebuild nats-server not ready")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("bench-rebuild"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if err := eventstore.Provision(ctx, js, eventstore.StreamOptions{Storage: jetstream.FileStorage}, events.DomainContexts()...); err != nil {
+		return err
+	}
+	targets := map[string]uint64{}
+	for name := range streams {
+		n, err := benchCopyStream(ctx, e.p.js, js, name)
+		if err != nil {
+			return fmt.Errorf("copy %s: %w", name, err)
+		}
+		targets[name] = n
 	}
 	target := targets[events.Orders.Stream]
 	if target == 0 {
 		return errors.New("ORDERS is empty")
 	}
-	r.logf("streams %v; rebuilding the orders read models from sequence 1, next to the live ones", targets)
+	platformUp = false
+	e.close()
+	opt, err := redis.ParseURL(o.redisURL)
+	if err != nil {
+		return err
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	defer benchDeletePrefix(context.Background(), rdb, e.keyspace)
+	r.logf("log copied (%v; the live ORDERS had %d consumers); platform stopped; rebuilding the orders read models from sequence 1", targets, liveConsumers)
+
 	reg := events.NewRegistry()
+	warnings := &benchWarnings{}
 	type agg struct {
 		events  uint64
 		elapsed time.Duration
@@ -2608,14 +2678,15 @@ func benchRebuild(ctx context.Context, o *benchOptions, r *benchRecorder) error 
 	per := map[string]*agg{}
 	var names []string
 	total := agg{}
-	stop := e.profile(r)
+	stop := benchProfile(o, r)
 	start := time.Now()
 	rounds := 0
+	var doc []byte // a rebuilt order document, for the baseline
 	for round := 0; round < 20 && (round == 0 || time.Since(start) < o.duration) && ctx.Err() == nil; round++ {
 		scratch := fmt.Sprintf("%srebuild-%d:", e.keyspace, round)
 		for _, p := range ordersvc.Projectors(scratch) {
 			target := targets[p.Stream()]
-			rt := projection.New(e.p.js, e.rdb, reg, p, projection.Options{Keyspace: scratch, Logger: e.log, BatchSize: 512})
+			rt := projection.New(js, rdb, reg, p, projection.Options{Keyspace: scratch, Logger: slog.New(warnings), BatchSize: 512})
 			rctx, cancel := context.WithCancel(ctx)
 			done := make(chan struct{})
 			t0 := time.Now()
@@ -2629,7 +2700,7 @@ func benchRebuild(ctx context.Context, o *benchOptions, r *benchRecorder) error 
 			<-done
 			if rt.Checkpoint() < target {
 				stop()
-				return fmt.Errorf("%s rebuilt only to %d of %d", p.Name(), rt.Checkpoint(), target)
+				return fmt.Errorf("%s rebuilt only to %d of %d (%d warnings, first: %s)", p.Name(), rt.Checkpoint(), target, warnings.n, warnings.first)
 			}
 			a := per[p.Name()]
 			if a == nil {
@@ -2642,22 +2713,26 @@ func benchRebuild(ctx context.Context, o *benchOptions, r *benchRecorder) error 
 			total.events += target
 			total.elapsed += elapsed
 		}
-		benchDeletePrefix(ctx, e.rdb, scratch)
+		if doc == nil {
+			if iter := rdb.Scan(ctx, 0, ordersapi.OrderKey(scratch, "*"), 1000).Iterator(); iter.Next(ctx) {
+				doc, _ = rdb.Get(ctx, iter.Val()).Bytes()
+			}
+		}
+		benchDeletePrefix(ctx, rdb, scratch)
 		rounds++
 	}
 	stop()
-	// Baseline: the same number of document writes as pipelined SETs of a
+	// Baseline: as many document writes as events, pipelined SETs of a
 	// real order document.
-	doc, err := e.rdb.Get(ctx, ordersapi.OrderKey(e.keyspace, benchAnyOrder(ctx, e))).Bytes()
-	if err != nil || len(doc) == 0 {
-		doc = bytes.Repeat([]byte("x"), 1500)
+	if len(doc) == 0 {
+		doc = benchSyntheticSnapshot("Delivered")
 	}
 	rawKeys := int(max(target/12, 1))
 	var rawElapsed time.Duration
 	var rawN uint64
 	for round := 0; round < 3 && ctx.Err() == nil; round++ {
 		t0 := time.Now()
-		pipe := e.rdb.Pipeline()
+		pipe := rdb.Pipeline()
 		for j := uint64(0); j < target; j++ {
 			pipe.Set(ctx, e.keyspace+"rawset:"+strconv.Itoa(int(j)%rawKeys), doc, 0)
 			if j%512 == 511 {
@@ -2676,19 +2751,94 @@ func benchRebuild(ctx context.Context, o *benchOptions, r *benchRecorder) error 
 	r.logf("  baseline: %.0f pipelined SETs/s (%d-byte documents)", rawRate, len(doc))
 	r.add("events in ORDERS", "events", float64(target), fmt.Sprintf("generated by %d orders placed and delivered through the platform (time scale %d)", gen.placed, scale))
 	r.addVs("rebuild, all orders read models", "events/s", float64(total.events)/total.elapsed.Seconds(), rawRate,
-		fmt.Sprintf("%s one after another, like pizza rebuild; baseline: pipelined SETs (512 per round trip) of a %d-byte order document", strings.Join(names, ", "), len(doc)))
+		fmt.Sprintf("%s one after another, like pizza rebuild, %d rounds; baseline: pipelined SETs (512 per round trip) of a %d-byte order document", strings.Join(names, ", "), rounds, len(doc)))
+	r.add("rebuild interruptions", "warnings", float64(warnings.n), warnings.first)
+	if warnings.n > 0 {
+		r.logf("  %d warnings from the rebuild runtimes, first: %s", warnings.n, warnings.first)
+	}
 	for _, name := range names {
 		a := per[name]
 		r.addVs("rebuild "+name, "events/s", float64(a.events)/a.elapsed.Seconds(), rawRate, fmt.Sprintf("%d events per round", a.events/max(uint64(rounds), 1)))
 	}
+	r.add("consumers on the live ORDERS stream", "consumers", float64(liveConsumers), "nats-server's default limit is 1,000 per stream; eventstore.Load leaves an ordered consumer behind per aggregate load")
 	return nil
 }
 
-// benchAnyOrder returns the id of some order in the live read model.
-func benchAnyOrder(ctx context.Context, e *benchEnv) string {
-	iter := e.rdb.Scan(ctx, 0, ordersapi.OrderKey(e.keyspace, "*"), 1000).Iterator()
-	if iter.Next(ctx) {
-		return strings.TrimPrefix(iter.Val(), ordersapi.OrderKey(e.keyspace, ""))
+// benchCopyStream copies a stream's messages (subjects, headers, data, in
+// order) from one JetStream to another by direct gets, and returns the last
+// sequence of the copy.
+func benchCopyStream(ctx context.Context, from, to jetstream.JetStream, name string) (uint64, error) {
+	src, err := from.Stream(ctx, name)
+	if err != nil {
+		return 0, err
 	}
-	return "none"
+	info, err := src.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
+		m, err := src.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		out := nats.NewMsg(m.Subject)
+		out.Data = m.Data
+		for k, v := range m.Header {
+			if strings.HasPrefix(k, "Nats-Batch-") || strings.HasPrefix(k, "Nats-Expected-") {
+				continue
+			}
+			out.Header[k] = v
+		}
+		if _, err := to.PublishMsgAsync(out); err != nil {
+			return 0, err
+		}
+	}
+	select {
+	case <-to.PublishAsyncComplete():
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(time.Minute):
+		return 0, errors.New("copy did not complete within a minute")
+	}
+	dst, err := to.Stream(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	dinfo, err := dst.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return dinfo.State.LastSeq, nil
 }
+
+// benchWarnings is a slog handler that counts warnings and keeps the
+// first one (the rebuild runtimes report interruptions through it).
+type benchWarnings struct {
+	mu    sync.Mutex
+	n     int
+	first string
+}
+
+func (w *benchWarnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+
+func (w *benchWarnings) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.n++
+	if w.first == "" {
+		var b strings.Builder
+		b.WriteString(r.Message)
+		r.Attrs(func(a slog.Attr) bool {
+			b.WriteString(" " + a.String())
+			return true
+		})
+		w.first = b.String()
+	}
+	return nil
+}
+
+func (w *benchWarnings) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *benchWarnings) WithGroup(string) slog.Handler      { return w }

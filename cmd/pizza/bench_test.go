@@ -136,20 +136,3 @@ func TestBenchFlags(t *testing.T) {
 		}
 	}
 }
-
-// TestBenchCommand runs `pizza bench` with the arguments in PIZZA_BENCH_ARGS
-// (for running the bench from a test binary).
-func TestBenchCommand(t *testing.T) {
-	args := os.Getenv("PIZZA_BENCH_ARGS")
-	if args == "" {
-		t.Skip("set PIZZA_BENCH_ARGS")
-	}
-	benchWatchClientCommand = func() (*exec.Cmd, error) {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestBenchWatchClientProcess$")
-		cmd.Env = append(os.Environ(), "PIZZA_BENCH_WATCH_CLIENT=1")
-		return cmd, nil
-	}
-	if err := runBench(context.Background(), strings.Fields(args), os.Stdout, os.Stderr); err != nil {
-		t.Fatal(err)
-	}
-}
