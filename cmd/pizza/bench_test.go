@@ -128,6 +128,7 @@ func TestBenchFlags(t *testing.T) {
 		{"--watchers", "20000"},
 		{"--rates", "fast"},
 		{"--duration", "0s"},
+		{"--cancel-rate", "-1"},
 		{"extra"},
 	} {
 		var out, errw bytes.Buffer

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/service"
+	"github.com/awesome-pizza/pizza/pkg/tracing"
 )
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -20,6 +21,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		cors                string
 		withSim             bool
 		simRate             float64
+		regions             int
 	)
 	fs := flag.NewFlagSet("pizza dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -42,6 +44,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	service.StringFlag(fs, &cors, "cors-origins", "", "browser origins allowed to call the API from other sites, comma-separated")
 	service.BoolFlag(fs, &withSim, "sim", false, "also run the simulator: customers ordering, drivers delivering")
 	service.FloatFlag(fs, &simRate, "sim-rate", 6, "with --sim: orders per minute across the restaurants")
+	service.IntFlag(fs, &regions, "regions", 1, "run this many regions (1-3) as one NATS supercluster, each with its own services and gateway on --http-addr's port + i (docs/scaling.md)")
 	service.StringFlag(fs, &logFormat, "log-format", "text", "log format: text or json")
 	service.StringFlag(fs, &logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -55,9 +58,26 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		cfg.Seed = time.Now().UnixNano()
 	}
 	log := service.NewLogger(stderr, logFormat, logLevel)
+	shutdownTracing, err := tracing.Setup(ctx, "pizza-dev", log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdownTracing(fctx); err != nil {
+			log.Warn("spans not flushed at exit", "err", err)
+		}
+	}()
 	log.Info("starting Awesome Pizza", "http_addr", cfg.HTTPAddr, "nats_addr", cfg.NATSAddr, "mqtt_addr", cfg.MQTTAddr,
 		"data_dir", cfg.DataDir, "redis_url", service.Redact(cfg.RedisURL), "keyspace", cfg.Keyspace, "time_scale", cfg.TimeScale)
 
+	if regions != 1 {
+		if withSim {
+			return errRegionsAndMQTT
+		}
+		return runRegions(ctx, cfg, regions, log, stdout)
+	}
 	var p Platform
 	if err := p.Start(ctx, cfg, log); err != nil {
 		return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/awesome-pizza/pizza/pkg/catalog"
 	"github.com/awesome-pizza/pizza/pkg/events"
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
+	"github.com/awesome-pizza/pizza/pkg/region"
 	"github.com/awesome-pizza/pizza/pkg/service"
 	"github.com/awesome-pizza/pizza/services/drivers"
 	"github.com/awesome-pizza/pizza/services/gateway"
@@ -27,6 +29,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 )
 
 // PlatformConfig is the configuration of the in-process platform.
@@ -56,21 +59,41 @@ type PlatformConfig struct {
 	CORSOrigins []string
 	// TLS serves the gateway over HTTPS when set.
 	TLS service.TLSFiles
+
+	// Regional runs (pizza dev --regions): the platform joins a region of
+	// a supercluster instead of embedding its own server.
+	//
+	// NATS is the connection to the region's account; nil embeds a server.
+	NATS *nats.Conn
+	// Placement pins the streams the services provision to the region's
+	// servers.
+	Placement *jetstream.Placement
+	// Owned lists the restaurants the services own (their home region is
+	// this one); empty: every restaurant of the catalogue. The gateway
+	// still serves the whole catalogue and routes commands with Router.
+	Owned []string
+	// Router sends a restaurant's commands to its home region; nil: one region.
+	Router *region.Router
+	// GlobalView, if set, makes the chain-wide view over this platform's
+	// Redis; the gateway serves it (GET /api/global/dashboard).
+	GlobalView func(*redis.Client) *region.GlobalViewService
 }
 
 // Platform is every service of Awesome Pizza in one process, wired to an
 // embedded nats-server whose JetStream store lives under the data dir.
 type Platform struct {
-	cfg  PlatformConfig
-	log  *slog.Logger
-	cat  *catalog.Catalog
-	ns   *server.Server
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	rds  *redisBackend
-	gw   *gateway.Gateway
-	keys *auth.Keys
-	mqtt *mqttbridge.Service
+	cfg PlatformConfig
+	log *slog.Logger
+	cat *catalog.Catalog
+	// owned is the catalogue of the restaurants the services own.
+	owned *catalog.Catalog
+	ns    *server.Server
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	rds   *redisBackend
+	gw    *gateway.Gateway
+	keys  *auth.Keys
+	mqtt  *mqttbridge.Service
 
 	services []*component
 	metrics  *prometheus.Registry
@@ -98,6 +121,9 @@ func (p *Platform) Start(ctx context.Context, cfg PlatformConfig, log *slog.Logg
 	if p.cat, err = catalog.Load(cfg.Catalog); err != nil {
 		return err
 	}
+	if p.owned, err = ownedCatalog(p.cat, cfg.Owned); err != nil {
+		return err
+	}
 	if _, err := cfg.TLS.Enabled(); err != nil {
 		return fmt.Errorf("--tls-cert/--tls-key: %w", err)
 	}
@@ -120,18 +146,22 @@ func (p *Platform) Start(ctx context.Context, cfg PlatformConfig, log *slog.Logg
 	}
 
 	// Stage 1: the event log.
-	if err := p.startNATS(); err != nil {
-		return err
-	}
-	// Services talk to the embedded server in process, without TCP.
-	p.nc, err = service.ConnectNATS("", "pizza-dev", log, nats.InProcessServer(p.ns))
-	if err != nil {
-		return err
+	if cfg.NATS != nil {
+		p.nc = cfg.NATS
+	} else {
+		if err := p.startNATS(); err != nil {
+			return err
+		}
+		// Services talk to the embedded server in process, without TCP.
+		p.nc, err = service.ConnectNATS("", "pizza-dev", log, nats.InProcessServer(p.ns))
+		if err != nil {
+			return err
+		}
 	}
 	if p.js, err = jetstream.New(p.nc); err != nil {
 		return err
 	}
-	if err := eventstore.Provision(ctx, p.js, eventstore.StreamOptions{Storage: jetstream.FileStorage}, events.DomainContexts()...); err != nil {
+	if err := eventstore.Provision(ctx, p.js, p.streamOptions(), events.DomainContexts()...); err != nil {
 		return err
 	}
 
@@ -158,10 +188,14 @@ func (p *Platform) Start(ctx context.Context, cfg PlatformConfig, log *slog.Logg
 			return err
 		}
 	}
+	var global *region.GlobalViewService
+	if cfg.GlobalView != nil {
+		global = cfg.GlobalView(p.rds.Client)
+	}
 	p.gw, err = gateway.New(gateway.Config{Keyspace: cfg.Keyspace, TimeScale: cfg.TimeScale, CORSOrigins: cfg.CORSOrigins, RatePerSecond: cfg.RateLimit, RateBurst: int(max(cfg.RateLimit*2, 100))}, gateway.Deps{
 		Auth: p.keys,
 		NC:   p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: metrics,
-		Ready: ready,
+		Ready: ready, Router: cfg.Router, Global: global,
 	})
 	if err != nil {
 		return err
@@ -319,7 +353,7 @@ func (p *Platform) component(name string) (*component, error) {
 // serviceSet builds the platform's services.
 func (p *Platform) serviceSet() []*component {
 	cfg, log := p.cfg, p.log
-	streams := eventstore.StreamOptions{Storage: jetstream.FileStorage}
+	streams := p.streamOptions()
 	qc := cfg.QCFailureRate
 	if qc == 0 {
 		qc = kitchen.NoQCFailures
@@ -327,28 +361,28 @@ func (p *Platform) serviceSet() []*component {
 	return []*component{
 		{name: "orders", build: func() (svc, error) {
 			return orders.New(orders.Config{Keyspace: cfg.Keyspace, Streams: streams, TimeScale: cfg.TimeScale},
-				orders.Deps{NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: p.metrics})
+				orders.Deps{NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.owned, Log: log, Metrics: p.metrics})
 		}},
 		{name: "inventory", build: func() (svc, error) {
 			return inventory.New(inventory.Config{Keyspace: cfg.Keyspace, Streams: streams, TimeScale: cfg.TimeScale},
-				inventory.Deps{NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: p.metrics})
+				inventory.Deps{NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.owned, Log: log, Metrics: p.metrics})
 		}},
 		{name: "drivers", build: func() (svc, error) {
 			return drivers.New(drivers.Config{Keyspace: cfg.Keyspace, Streams: streams, TimeScale: cfg.TimeScale},
-				drivers.Deps{NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: p.metrics})
+				drivers.Deps{NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.owned, Log: log, Metrics: p.metrics})
 		}},
 		{name: "mqttbridge", build: func() (svc, error) {
 			if cfg.MQTTAddr == "" {
 				return nil, errNotConfigured
 			}
 			b, err := mqttbridge.New(mqttbridge.Config{Keyspace: cfg.Keyspace, Streams: streams, TimeScale: cfg.TimeScale, Addr: cfg.MQTTAddr, WSAddr: cfg.MQTTWSAddr, TLS: cfg.TLS},
-				mqttbridge.Deps{NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: p.metrics})
+				mqttbridge.Deps{NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.owned, Log: log, Metrics: p.metrics})
 			p.mqtt = b
 			return b, err
 		}},
 		{name: "kitchen", build: func() (svc, error) {
 			return kitchen.New(kitchen.Config{Keyspace: cfg.Keyspace, Streams: streams, TimeScale: cfg.TimeScale, QCFailureRate: qc, Seed: cfg.Seed},
-				kitchen.Deps{NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.cat, Log: log, Metrics: p.metrics})
+				kitchen.Deps{NC: p.nc, JS: p.js, Redis: p.rds.Client, Catalog: p.owned, Log: log, Metrics: p.metrics})
 		}},
 	}
 }
@@ -408,7 +442,39 @@ func (p *Platform) HTTPURL() string {
 	return scheme + displayAddr(p.http.Addr().(*net.TCPAddr))
 }
 
-func (p *Platform) NATSURL() string { return p.ns.ClientURL() }
+func (p *Platform) NATSURL() string {
+	if p.ns == nil {
+		return p.nc.ConnectedUrlRedacted()
+	}
+	return p.ns.ClientURL()
+}
+
+// streamOptions are the options of every stream the platform provisions.
+func (p *Platform) streamOptions() eventstore.StreamOptions {
+	return eventstore.StreamOptions{Storage: jetstream.FileStorage, Placement: p.cfg.Placement}
+}
+
+// ownedCatalog narrows the catalogue to the restaurants listed (all of
+// them when none is).
+func ownedCatalog(all *catalog.Catalog, ids []string) (*catalog.Catalog, error) {
+	if len(ids) == 0 {
+		return all, nil
+	}
+	sub := *all
+	sub.Restaurants = nil
+	for _, id := range ids {
+		r, ok := all.Restaurant(id)
+		if !ok {
+			return nil, fmt.Errorf("restaurant %q is not in the catalogue", id)
+		}
+		sub.Restaurants = append(sub.Restaurants, *r)
+	}
+	b, err := json.Marshal(&sub)
+	if err != nil {
+		return nil, err
+	}
+	return catalog.Parse(b)
+}
 
 func displayAddr(a *net.TCPAddr) string {
 	host := a.IP.String()

@@ -67,6 +67,12 @@ func openRedis(ctx context.Context, url, dataDir string, log *slog.Logger) (*red
 }
 
 func startRedisChild(ctx context.Context, bin, dir string, log *slog.Logger) (*redisBackend, error) {
+	// redis-server changes into --dir before it opens --logfile, so a
+	// relative logfile would be looked up inside dir again: pass it whole.
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}

@@ -90,6 +90,9 @@ func TestRoleRouteMatrix(t *testing.T) {
 	managers := only([]string{"manager-pearl"}, []string{"manager-downtown"})
 	kitchenStaff := only([]string{"kitchen-pearl", "manager-pearl"}, []string{"kitchen-downtown", "manager-downtown"})
 	driverSelf := only([]string{"driver", "manager-pearl"}, []string{"other-driver", "manager-downtown"})
+	// Operators only; a single-region platform keeps no chain-wide view.
+	operatorsNoGlobalView := only(nil, nil)
+	operatorsNoGlobalView["operator"] = "404"
 	matrix := map[string]struct {
 		body string
 		want access
@@ -113,6 +116,7 @@ func TestRoleRouteMatrix(t *testing.T) {
 		"POST /api/drivers":                                   {`{"restaurantId":"pearl"}`, managers},
 		"GET /api/drivers":                                    {"", managers},
 		"GET /api/drivers/:driverId":                          {"", driverSelf},
+		"GET /api/drivers/:driverId/stream":                   {"", driverSelf},
 		"PUT /api/drivers/:driverId/status":                   {`{}`, driverSelf},
 		"POST /api/drivers/:driverId/location":                {`{}`, driverSelf},
 		"POST /api/drivers/:driverId/pickup":                  {`{}`, driverSelf},
@@ -122,6 +126,7 @@ func TestRoleRouteMatrix(t *testing.T) {
 		"GET /api/kitchens/:restaurantId/telemetry":           {"", kitchenStaff},
 		"GET /api/dashboard/:restaurantId":                    {"", managers},
 		"GET /api/dashboard/:restaurantId/stream":             {"", managers},
+		"GET /api/global/dashboard":                           {"", operatorsNoGlobalView},
 	}
 	params := strings.NewReplacer(":restaurantId", "pearl", ":orderId", order, ":driverId", driver, ":chefId", "pearl-chef-1", ":customerId", "alice")
 	seen := 0

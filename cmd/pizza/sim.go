@@ -384,8 +384,12 @@ func (s *Simulator) Run(ctx context.Context) error {
 	}
 	for rid, w := range wakers {
 		wg.Go(func() {
-			s.api.follow(ctx, s.manager, "/api/dashboard/"+url.PathEscape(rid)+"/stream", false, func(sseFrame) bool {
-				w.signal()
+			s.api.follow(ctx, s.manager, "/api/dashboard/"+url.PathEscape(rid)+"/stream", false, func(f sseFrame) bool {
+				// Only a new dashboard version can mean an assignment; the
+				// drivers' position frames (twice a second) cannot.
+				if f.event == "dashboard" {
+					w.signal()
+				}
 				return true
 			})
 			if ctx.Err() == nil {

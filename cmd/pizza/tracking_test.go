@@ -16,7 +16,9 @@ import (
 
 // A driver's phone publishes its position over MQTT (a third-party MQTT
 // 3.1.1 client); a customer following the order out for delivery sees the
-// driver move, with a fresh ETA, on the order's SSE stream within a second.
+// driver move, with a fresh ETA, on the order's SSE stream within a second,
+// and the order read model (GET /api/orders/{id}) carries the position and
+// the ETA until the order is delivered.
 func TestDriverPositionReachesTheCustomerLive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
@@ -57,6 +59,8 @@ func TestDriverPositionReachesTheCustomerLive(t *testing.T) {
 		t.Fatalf("connect: %v", tok.Error())
 	}
 	defer phone.Disconnect(100)
+	version := h.order(id).Version
+	var lastSeq uint64
 	for i, lat := range []float64{45.5270, 45.5275, 45.5281} {
 		sent := time.Now()
 		payload := fmt.Sprintf(`{"latitude":%f,"longitude":-122.6830,"speed":24,"timestamp":"%s"}`, lat, time.Now().UTC().Format(time.RFC3339Nano))
@@ -71,13 +75,17 @@ func TestDriverPositionReachesTheCustomerLive(t *testing.T) {
 				if !strings.HasPrefix(f, "event: driver\n") {
 					continue
 				}
+				if strings.Contains(f, "\nid: ") || strings.HasPrefix(f, "id: ") {
+					t.Fatalf("a driver frame carries an id: %s", f)
+				}
 				var u struct {
 					DriverID string     `json:"driverId"`
 					Latitude float64    `json:"latitude"`
 					EtaAt    *time.Time `json:"etaAt"`
+					Seq      uint64     `json:"seq"`
 				}
 				_ = json.Unmarshal([]byte(f[strings.Index(f, "data: ")+6:]), &u)
-				if u.DriverID != driver || u.EtaAt == nil {
+				if u.DriverID != driver || u.EtaAt == nil || u.Seq == 0 {
 					t.Fatalf("driver frame %s", f)
 				}
 				if fmt.Sprintf("%.4f", u.Latitude) != fmt.Sprintf("%.4f", lat) {
@@ -89,7 +97,32 @@ func TestDriverPositionReachesTheCustomerLive(t *testing.T) {
 			}
 			break
 		}
+		// The order read model itself carries the position and the ETA
+		// recomputed from it; the order's version (its ORDERS history) does
+		// not move for a position.
+		o := h.order(id)
+		tr := o.DriverTracking
+		if tr == nil || tr.DriverID != driver || fmt.Sprintf("%.4f", tr.Latitude) != fmt.Sprintf("%.4f", lat) || tr.Longitude != -122.6830 ||
+			tr.SpeedKmh == nil || *tr.SpeedKmh != 24 || tr.Seq <= lastSeq || tr.DistanceKm <= 0 || tr.EtaAt.Before(tr.At) {
+			t.Fatalf("GET /api/orders/%s after position %d: driverTracking %+v", id, i, tr)
+		}
+		if o.Version != version || o.Status != "OutForDelivery" {
+			t.Fatalf("order moved to version %d (%s) for a position; want %d", o.Version, o.Status, version)
+		}
+		lastSeq = tr.Seq
 	}
+
+	// Delivered: the driver's position leaves the order.
+	res, b = h.do("POST", "/api/drivers/"+driver+"/deliver", `{"orderId":"`+id+`"}`, nil)
+	if res.StatusCode != 200 {
+		t.Fatalf("deliver: %d %s", res.StatusCode, b)
+	}
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if o := h.order(id); o.Status != "Delivered" || o.DriverTracking != nil {
+			return fmt.Errorf("order %s, tracking %+v", o.Status, o.DriverTracking)
+		}
+		return nil
+	})
 }
 
 // rawStream opens an SSE stream and yields its frames (lines up to a blank one).

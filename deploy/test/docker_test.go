@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -222,15 +223,26 @@ func TestDevLauncher(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A service that logs its start and a graceful stop on SIGTERM.
+	// A service that logs its start and a graceful stop on SIGTERM. The
+	// trap is set before the start is logged: the test signals as soon as
+	// it reads the start, and a TERM before the trap would kill the stand-in
+	// without its stop line.
 	service := func(id string) string {
-		return "#!/bin/sh\necho \"start " + id + " $*\" >> " + log + "\n" +
-			"trap 'echo \"stop " + id + "\" >> " + log + "; exit 0' TERM\n" +
+		return "#!/bin/sh\ntrap 'echo \"stop " + id + "\" >> " + log + "; exit 0' TERM\n" +
+			"echo \"start " + id + " $*\" >> " + log + "\n" +
 			"while :; do sleep 0.05; done\n"
 	}
 	if err := os.WriteFile(filepath.Join(app, "svc"), []byte(service("image")), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// A test run under nohup (or any parent that ignores SIGHUP) would
+	// pass the ignored disposition on, and a shell cannot trap a signal
+	// ignored at its start. While this process handles SIGHUP itself, the
+	// launcher starts with the default disposition, as PID 1 of a
+	// container does.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cmd := exec.Command(sh, filepath.Join(repoRoot(t), "deploy", "docker", "pizza-dev-run"), "--health-addr=:1")
 	cmd.Env = append(os.Environ(), "PIZZA_SERVICE=svc", "PIZZA_DEV_APP_DIR="+app, "PIZZA_DEV_LIVE_DIR="+live)
 	if err := cmd.Start(); err != nil {

@@ -49,6 +49,36 @@ var externalSecrets = map[string][]string{
 	"gateway-auth":      {"jwt-secret"},
 }
 
+// The regions of the supercluster, each deployed by its own overlay
+// k8s/overlays/prod-<region>: prod plus the component k8s/overlays/region
+// (docs/scaling.md, "Regions").
+var regions = []string{"us-east", "us-west", "eu-west"}
+
+func regionOverlay(region string) string { return "prod-" + region }
+
+// regionSecrets are supplied by production in every region besides
+// externalSecrets: the supercluster's gateway password and the users of
+// the GLOBAL and SYS accounts (the same values in every region).
+var regionSecrets = map[string][]string{
+	"nats-supercluster": {"link-password", "global-password", "system-password"},
+}
+
+// productionOverlays are prod and every region's prod-like overlay: all of
+// them are held to the production rules.
+func productionOverlays() []string {
+	out := []string{"prod"}
+	for _, r := range regions {
+		out = append(out, regionOverlay(r))
+	}
+	return out
+}
+
+func isRegionOverlay(overlay string) bool {
+	return slices.ContainsFunc(regions, func(r string) bool { return regionOverlay(r) == overlay })
+}
+
+func isProductionOverlay(overlay string) bool { return overlay == "prod" || isRegionOverlay(overlay) }
+
 // ---- strict decoding ----
 
 var scheme = func() *runtime.Scheme {
@@ -171,7 +201,7 @@ func TestOverlays(t *testing.T) {
 	for _, ref := range tilt.builtImages() {
 		built[ref] = true
 	}
-	for _, overlay := range []string{"dev", "prod"} {
+	for _, overlay := range append([]string{"dev"}, productionOverlays()...) {
 		t.Run(overlay, func(t *testing.T) {
 			m := buildOverlay(t, overlay)
 			checkMetadata(t, m)
@@ -179,6 +209,7 @@ func TestOverlays(t *testing.T) {
 			checkReferences(t, m)
 			checkServices(t, m)
 			checkPizzaServices(t, m, built)
+			checkScaleOut(t, m)
 			checkGatewayAndMQTT(t, m)
 			checkNATS(t, m)
 			checkRedis(t, m)
@@ -219,51 +250,57 @@ func TestDevOverlay(t *testing.T) {
 	}
 }
 
+// TestProdOverlay holds prod and every region's overlay to the production
+// rules.
 func TestProdOverlay(t *testing.T) {
-	m := buildOverlay(t, "prod")
-	nats := statefulSet(t, m, "nats")
-	if r := nats.Spec.Replicas; r == nil || *r != 3 {
-		t.Fatalf("prod: NATS runs three nodes, got replicas %v", r)
-	}
-	if len(nats.Spec.VolumeClaimTemplates) == 0 {
-		t.Error("prod: NATS needs persistent volumes (volumeClaimTemplates)")
-	}
-	if got := configValue(t, m, "pizza-config", "PIZZA_STREAM_REPLICAS"); got != "3" {
-		t.Errorf("prod: streams at three replicas (PIZZA_STREAM_REPLICAS), got %q", got)
-	}
-	if got := configValue(t, m, "pizza-config", "PIZZA_PRODUCTION"); got != "true" {
-		t.Errorf("prod: domain streams deny delete and purge (PIZZA_PRODUCTION=true), got %q", got)
-	}
-	if len(nats.Spec.Template.Spec.TopologySpreadConstraints) == 0 && nats.Spec.Template.Spec.Affinity == nil {
-		t.Error("prod: spread the NATS nodes over machines")
-	}
-	// Disruption budget: a drain never takes the JetStream quorum.
-	pdb := findPDB(m, nats.Spec.Template.Labels)
-	if pdb == nil {
-		t.Fatal("prod: no PodDisruptionBudget selects the NATS pods")
-	}
-	if u := pdb.Spec.MaxUnavailable; u == nil || u.IntValue() != 1 {
-		if a := pdb.Spec.MinAvailable; a == nil || a.IntValue() < 2 {
-			t.Errorf("prod: NATS PodDisruptionBudget must keep a quorum (maxUnavailable 1 or minAvailable 2), got %+v", pdb.Spec)
-		}
-	}
-	// Production supplies its own credentials.
-	if len(m.secrets) > 0 {
-		t.Errorf("prod: ships no Secrets (placeholder credentials); found %s", m.secrets[0].Name)
-	}
-	// Released images carry a tag.
-	for _, w := range m.workloads() {
-		for _, c := range w.template.Spec.Containers {
-			if _, tag := splitImage(c.Image); tag == "" || tag == "latest" {
-				t.Errorf("prod: %s/%s runs %q: pin a release tag", w.name, c.Name, c.Image)
+	for _, overlay := range productionOverlays() {
+		t.Run(overlay, func(t *testing.T) {
+			m := buildOverlay(t, overlay)
+			nats := statefulSet(t, m, "nats")
+			if r := nats.Spec.Replicas; r == nil || *r != 3 {
+				t.Fatalf("%s: NATS runs three nodes, got replicas %v", overlay, r)
 			}
-		}
-	}
-	if svc := service(t, m, "mqttbridge-mqtt"); svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
-		t.Errorf("prod: MQTT is exposed to devices by a LoadBalancer, got %s", svc.Spec.Type)
-	}
-	if len(m.ingresses) == 0 || len(m.ingresses[0].Spec.TLS) == 0 {
-		t.Error("prod: the gateway's Ingress terminates TLS")
+			if len(nats.Spec.VolumeClaimTemplates) == 0 {
+				t.Errorf("%s: NATS needs persistent volumes (volumeClaimTemplates)", overlay)
+			}
+			if got := configValue(t, m, "pizza-config", "PIZZA_STREAM_REPLICAS"); got != "3" {
+				t.Errorf("%s: streams at three replicas (PIZZA_STREAM_REPLICAS), got %q", overlay, got)
+			}
+			if got := configValue(t, m, "pizza-config", "PIZZA_PRODUCTION"); got != "true" {
+				t.Errorf("%s: domain streams deny delete and purge (PIZZA_PRODUCTION=true), got %q", overlay, got)
+			}
+			if len(nats.Spec.Template.Spec.TopologySpreadConstraints) == 0 && nats.Spec.Template.Spec.Affinity == nil {
+				t.Errorf("%s: spread the NATS nodes over machines", overlay)
+			}
+			// Disruption budget: a drain never takes the JetStream quorum.
+			pdb := findPDB(m, nats.Spec.Template.Labels)
+			if pdb == nil {
+				t.Fatalf("%s: no PodDisruptionBudget selects the NATS pods", overlay)
+			}
+			if u := pdb.Spec.MaxUnavailable; u == nil || u.IntValue() != 1 {
+				if a := pdb.Spec.MinAvailable; a == nil || a.IntValue() < 2 {
+					t.Errorf("%s: NATS PodDisruptionBudget must keep a quorum (maxUnavailable 1 or minAvailable 2), got %+v", overlay, pdb.Spec)
+				}
+			}
+			// Production supplies its own credentials.
+			if len(m.secrets) > 0 {
+				t.Errorf("%s: ships no Secrets (placeholder credentials); found %s", overlay, m.secrets[0].Name)
+			}
+			// Released images carry a tag.
+			for _, w := range m.workloads() {
+				for _, c := range w.template.Spec.Containers {
+					if _, tag := splitImage(c.Image); tag == "" || tag == "latest" {
+						t.Errorf("%s: %s/%s runs %q: pin a release tag", overlay, w.name, c.Name, c.Image)
+					}
+				}
+			}
+			if svc := service(t, m, "mqttbridge-mqtt"); svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+				t.Errorf("%s: MQTT is exposed to devices by a LoadBalancer, got %s", overlay, svc.Spec.Type)
+			}
+			if len(m.ingresses) == 0 || len(m.ingresses[0].Spec.TLS) == 0 {
+				t.Errorf("%s: the gateway's Ingress terminates TLS", overlay)
+			}
+		})
 	}
 }
 
@@ -492,7 +529,10 @@ func checkReferences(t *testing.T, m *manifests) {
 			// kustomize appends a hash to generated names and rewrites the references.
 			base := trimHash(name)
 			keys, external := externalSecrets[base]
-			if m.overlay == "prod" && external && base == name {
+			if isRegionOverlay(m.overlay) && !external {
+				keys, external = regionSecrets[base]
+			}
+			if isProductionOverlay(m.overlay) && external && base == name {
 				if key != "" && !slices.Contains(keys, key) {
 					t.Errorf("%s: %s uses key %s of %s, which docs/operations.md does not list", id, what, key, name)
 				}
@@ -701,10 +741,74 @@ func checkPizzaServices(t *testing.T, m *manifests, built map[string]bool) {
 			t.Errorf("%s: no Service (health and metrics)", id)
 		}
 	}
-	// Services whose design allows one instance only (docs/adr/0012).
-	if k := findDeployment(m, "kitchen"); k != nil {
-		if k.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType || k.Spec.Replicas == nil || *k.Spec.Replicas != 1 {
-			t.Errorf("%s: kitchen runs one instance, replaced with Recreate", m.overlay)
+}
+
+// checkScaleOut: how several instances of a service share its work
+// (--partitions, docs/scaling.md). PIZZA_PARTITIONS is set per Deployment,
+// as a literal in its pod template, so every instance of the group reads
+// the same count; each instance names itself by its pod in the leases.
+func checkScaleOut(t *testing.T, m *manifests) {
+	// In pizza-config it would reach every service, the bridge included.
+	if v := configValue(t, m, "pizza-config", "PIZZA_PARTITIONS"); v != "" {
+		t.Errorf("%s: pizza-config sets PIZZA_PARTITIONS=%s; set it on the Deployments that scale out", m.overlay, v)
+	}
+	for _, svc := range serviceModules(t) {
+		d := findDeployment(m, svc)
+		if d == nil {
+			continue // checkPizzaServices reports it
+		}
+		id := m.overlay + ": " + svc
+		c := d.Spec.Template.Spec.Containers[0]
+		partitions := 0
+		if e := env(c, "PIZZA_PARTITIONS"); e != nil {
+			n, err := strconv.Atoi(e.Value)
+			if e.ValueFrom != nil || err != nil || n < 0 {
+				t.Errorf("%s: PIZZA_PARTITIONS must be a literal count in the pod template (every instance the same), got %+v", id, *e)
+			}
+			partitions = n
+		}
+		// A literal name would be every replica's: they would steal each
+		// other's leases.
+		if e := env(c, "PIZZA_INSTANCE_ID"); e != nil && (e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "metadata.name") {
+			t.Errorf("%s: PIZZA_INSTANCE_ID must be the pod's name (fieldRef metadata.name)", id)
+		}
+		replicas := int32(1)
+		if d.Spec.Replicas != nil {
+			replicas = *d.Spec.Replicas
+		}
+		for _, h := range m.hpas {
+			if h.Spec.ScaleTargetRef.Name == svc {
+				replicas = max(replicas, h.Spec.MaxReplicas)
+			}
+		}
+		if partitions == 0 {
+			// Unpartitioned, every kitchen runs the scheduler and counts
+			// the chefs' load (docs/adr/0012): one instance, stopped before
+			// its replacement starts.
+			if svc == "kitchen" && (d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType || replicas != 1) {
+				t.Errorf("%s: unpartitioned, the kitchen runs one instance, replaced with Recreate", id)
+			}
+			continue
+		}
+		// Its NATS user needs the lease buckets and the right to reset the
+		// partition consumers (nats_test.go checks users.conf against the
+		// same table).
+		if _, ok := partitionedDurables[svc]; !ok {
+			t.Errorf("%s: PIZZA_PARTITIONS=%d, but it has no partitioned consumers (partitionedDurables in nats_test.go)", id, partitions)
+		}
+		if e := env(c, "PIZZA_INSTANCE_ID"); e == nil {
+			t.Errorf("%s: partitioned, each instance names itself by its pod (PIZZA_INSTANCE_ID from metadata.name)", id)
+		}
+		if replicas > int32(partitions) {
+			t.Errorf("%s: %d instances for %d partitions: the extra ones would only stand by", id, replicas, partitions)
+		}
+		// In production a drain takes one instance at a time, so the
+		// partitions move to the others instead of all stopping at once.
+		if isProductionOverlay(m.overlay) && replicas > 1 {
+			pdb := findPDB(m, d.Spec.Template.Labels)
+			if pdb == nil || (pdb.Spec.MaxUnavailable == nil && pdb.Spec.MinAvailable == nil) {
+				t.Errorf("%s: scaled out to %d instances without a PodDisruptionBudget", id, replicas)
+			}
 		}
 	}
 }

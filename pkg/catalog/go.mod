@@ -39,3 +39,11 @@ replace github.com/awesome-pizza/pizza/services/mqttbridge => ../../services/mqt
 replace github.com/awesome-pizza/pizza/tests/fault => ../../tests/fault
 
 replace github.com/awesome-pizza/pizza/tests/browser => ../../tests/browser
+
+replace github.com/awesome-pizza/pizza/pkg/region => ../../pkg/region
+
+replace github.com/awesome-pizza/pizza/tests/regions => ../../tests/regions
+
+replace github.com/awesome-pizza/pizza/tests/scale => ../../tests/scale
+
+replace github.com/awesome-pizza/pizza/pkg/netutil => ../../pkg/netutil

@@ -1,11 +1,30 @@
 package events
 
-import "time"
+import (
+	"encoding/json"
+	"strings"
+	"time"
+)
 
 // Kitchen events: produced by the kitchen service on stream KITCHEN. A
 // ticket is the kitchen's aggregate for one order, on subject
 // kitchen.<orderId>. Chefs' availability is an aggregate per chef on
-// kitchen.<chefId>.
+// kitchen.<chefId>. The alerts a restaurant's kitchen devices raise are an
+// aggregate per restaurant on kitchen.devices-<restaurantId>.
+
+// KitchenDevicesPrefix starts the aggregate id of a restaurant's kitchen
+// devices; no order id or chef id may start with it.
+const KitchenDevicesPrefix = "devices-"
+
+// KitchenDevicesAggregateID is the aggregate id of a restaurant's kitchen
+// devices (their alerts).
+func KitchenDevicesAggregateID(restaurantID string) string {
+	return KitchenDevicesPrefix + restaurantID
+}
+
+// IsKitchenDevicesAggregate reports whether a KITCHEN aggregate id names a
+// restaurant's kitchen devices rather than a ticket or a chef.
+func IsKitchenDevicesAggregate(id string) bool { return strings.HasPrefix(id, KitchenDevicesPrefix) }
 
 // TicketQueued opens a ticket for an order whose stock is reserved.
 type TicketQueued struct {
@@ -91,6 +110,26 @@ type ChefBreakEnded struct {
 func (ChefBreakEnded) EventType() string { return "chef_break_ended" }
 func (ChefBreakEnded) EventVersion() int { return 1 }
 
+// KitchenDeviceAlertRaised: a device of the restaurant's kitchen (an oven
+// controller, a fridge probe) raised an alert, reported over MQTT on
+// pizza/kitchen/{kitchenId}/alerts. The kitchen service records it on
+// kitchen.devices-<restaurantId>; the device's raw message also stays in
+// TELEMETRY (the bridge's kitchen_alert_raised).
+type KitchenDeviceAlertRaised struct {
+	RestaurantID string `json:"restaurantId"`
+	// DeviceID is the device identity that raised it (the kitchen's MQTT
+	// username, today the restaurant id).
+	DeviceID string `json:"deviceId"`
+	Alert    string `json:"alert"`
+	Severity string `json:"severity"` // info, warning, critical
+	// Details is the device's free-form JSON object, if any.
+	Details  json.RawMessage `json:"details,omitempty"`
+	RaisedAt time.Time       `json:"raisedAt"`
+}
+
+func (KitchenDeviceAlertRaised) EventType() string { return "kitchen_device_alert_raised" }
+func (KitchenDeviceAlertRaised) EventVersion() int { return 1 }
+
 // RegisterKitchenEvents adds every kitchen event to r.
 func RegisterKitchenEvents(r *Registry) {
 	Register[TicketQueued](r)
@@ -102,4 +141,5 @@ func RegisterKitchenEvents(r *Registry) {
 	Register[TicketWithdrawn](r)
 	Register[ChefBreakStarted](r)
 	Register[ChefBreakEnded](r)
+	Register[KitchenDeviceAlertRaised](r)
 }

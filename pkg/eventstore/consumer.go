@@ -14,6 +14,7 @@ import (
 	"github.com/awesome-pizza/pizza/pkg/tracing"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -108,6 +109,10 @@ type ConsumerOptions struct {
 	// OnDeadLetter is called after a message was parked: raise the alert
 	// (metric, alert event). Optional.
 	OnDeadLetter func(DeadLetter)
+	// LagInterval is how often the consumer's backlog is read from the
+	// server for the lag metrics (see metrics.go). Default 10s; negative
+	// turns the polling off.
+	LagInterval time.Duration
 }
 
 // Consumer is a running durable consumer.
@@ -122,6 +127,7 @@ type Consumer struct {
 	cc     jetstream.ConsumeContext
 	advSub *nats.Subscription
 	wg     sync.WaitGroup
+	meters *consumerMeters
 }
 
 // Consume creates (or updates) the durable consumer and starts handling
@@ -135,7 +141,7 @@ func Consume(ctx context.Context, js jetstream.JetStream, reg *events.Registry, 
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Consumer{spec: spec, js: js, reg: reg, h: h, opts: opts, log: log.With("stream", spec.Stream, "consumer", spec.Durable)}
+	c := &Consumer{spec: spec, js: js, reg: reg, h: h, opts: opts, log: log.With("stream", spec.Stream, "consumer", spec.Durable), meters: newConsumerMeters(spec.Stream, spec.Durable)}
 	cfg := jetstream.ConsumerConfig{
 		Durable:        spec.Durable,
 		FilterSubjects: spec.FilterSubjects,
@@ -175,6 +181,7 @@ func Consume(ctx context.Context, js jetstream.JetStream, reg *events.Registry, 
 		return nil, fmt.Errorf("consume %s/%s: %w", spec.Stream, spec.Durable, err)
 	}
 	go func() { <-c.cc.Closed(); cancel() }()
+	c.meters.watchLag(cons, opts.LagInterval, c.log)
 	return c, nil
 }
 
@@ -184,35 +191,41 @@ func (c *Consumer) Stop() {
 	<-c.cc.Closed()
 	_ = c.advSub.Unsubscribe()
 	c.wg.Wait()
+	c.meters.stop()
 }
 
 func (c *Consumer) handle(ctx context.Context, m jetstream.Msg) {
 	md, err := m.Metadata()
 	if err != nil {
-		c.log.Error("message without metadata", "err", err)
+		c.log.ErrorContext(ctx, "message without metadata", "err", err)
 		_ = m.Term()
 		return
 	}
 	rec, err := DecodeMessage(c.reg, m.Subject(), m.Headers(), m.Data(), md.Stream, md.Sequence.Stream, md.Timestamp)
 	if err == nil {
-		// Continue the trace of the append that stored the event.
-		sctx, span := tracing.Start(tracing.FromTraceParent(ctx, rec.Envelope.TraceParent), "consume "+c.spec.Durable, trace.SpanKindConsumer,
-			"stream", md.Stream, "event", rec.Envelope.Type, "aggregate", rec.Envelope.AggregateID)
-		err = c.safeHandle(sctx, rec)
-		if err != nil {
-			span.RecordError(err)
-		}
-		span.End()
+		// Continue the trace of the append that stored the event; the
+		// handler's log lines and span name the order it concerns.
+		ctx = tracing.WithOrderID(tracing.FromTraceParent(ctx, rec.Envelope.TraceParent), orderOf(rec))
+	}
+	ctx, span := tracing.Start(ctx, "consume "+c.spec.Durable, trace.SpanKindConsumer,
+		"stream", md.Stream, "event", rec.Envelope.Type, "aggregate", rec.Envelope.AggregateID)
+	defer span.End()
+	if err == nil {
+		err = c.safeHandle(ctx, rec)
 	}
 	if err == nil {
+		c.meters.handled.Add(1)
 		if aerr := m.Ack(); aerr != nil {
-			c.log.Warn("ack failed; the message will be redelivered", "seq", md.Sequence.Stream, "err", aerr)
+			c.log.WarnContext(ctx, "ack failed; the message will be redelivered", "seq", md.Sequence.Stream, "err", aerr)
 		}
 		return
 	}
+	span.RecordError(err)
+	span.SetStatus(codes.Error, "handler failed")
 	if md.NumDelivered < uint64(c.spec.MaxDeliver) {
 		delay := c.spec.backoff(md.NumDelivered)
-		c.log.Warn("handler failed; will retry", "seq", md.Sequence.Stream, "subject", m.Subject(), "delivery", md.NumDelivered, "retry_in", delay, "err", err)
+		c.meters.retried.Add(1)
+		c.log.WarnContext(ctx, "handler failed; will retry", "seq", md.Sequence.Stream, "subject", m.Subject(), "delivery", md.NumDelivered, "retry_in", delay, "err", err)
 		_ = m.NakWithDelay(delay)
 		return
 	}
@@ -220,10 +233,19 @@ func (c *Consumer) handle(ctx context.Context, m jetstream.Msg) {
 	if perr := c.park(ctx, dl, m.Headers(), m.Data()); perr != nil {
 		// Keep it in flight: without an ack the server redelivers it after
 		// AckWait; the advisory path parks it if this was the last delivery.
-		c.log.Error("dead-letter publish failed", "seq", dl.Seq, "err", perr)
+		c.log.ErrorContext(ctx, "dead-letter publish failed", "seq", dl.Seq, "err", perr)
 		return
 	}
 	_ = m.Term()
+}
+
+// orderOf is the order an event concerns: the aggregate of an ORDERS
+// event, otherwise the orderId its payload names ("" if none).
+func orderOf(rec Record) string {
+	if rec.Stream == events.Orders.Stream {
+		return rec.Envelope.AggregateID
+	}
+	return tracing.OrderIDFromJSON(rec.Envelope.Data)
 }
 
 func (c *Consumer) safeHandle(ctx context.Context, rec Record) (err error) {
@@ -242,7 +264,8 @@ func (c *Consumer) park(ctx context.Context, dl DeadLetter, hdr nats.Header, dat
 		return err
 	}
 	if stored {
-		c.log.Error("ALERT: message dead-lettered", "alert", "dead_letter", "subject", dl.Subject, "seq", dl.Seq, "deliveries", dl.Deliveries, "err", dl.Error)
+		c.meters.deadLettered.Add(1)
+		c.log.ErrorContext(ctx, "ALERT: message dead-lettered", "alert", "dead_letter", "subject", dl.Subject, "seq", dl.Seq, "deliveries", dl.Deliveries, "err", dl.Error)
 		if c.opts.OnDeadLetter != nil {
 			c.opts.OnDeadLetter(dl)
 		}
@@ -299,9 +322,12 @@ func (c *Consumer) onMaxDeliveries(msg *nats.Msg) {
 		c.log.Error("max-deliveries advisory: message lookup failed", "seq", adv.StreamSeq, "err", err)
 		return
 	}
+	if env, err := events.UnmarshalEnvelope(raw.Data); err == nil {
+		ctx = tracing.WithOrderID(tracing.FromTraceParent(ctx, env.TraceParent), orderOf(Record{Envelope: env, Stream: c.spec.Stream}))
+	}
 	dl := DeadLetter{Stream: c.spec.Stream, Consumer: c.spec.Durable, Subject: raw.Subject, Seq: adv.StreamSeq, Deliveries: adv.Deliveries, Error: "maximum deliveries reached without acknowledgement"}
 	if err := c.park(ctx, dl, raw.Header, raw.Data); err != nil {
-		c.log.Error("max-deliveries advisory: dead-letter publish failed", "seq", adv.StreamSeq, "err", err)
+		c.log.ErrorContext(ctx, "max-deliveries advisory: dead-letter publish failed", "seq", adv.StreamSeq, "err", err)
 	}
 }
 

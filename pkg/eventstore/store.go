@@ -23,12 +23,21 @@ type Store struct {
 	nc  *nats.Conn
 	reg *events.Registry
 	bc  events.Context
+	// batches holds a slot per atomic batch in flight from this store.
+	batches chan struct{}
 }
+
+// MaxBatchesInFlight bounds the atomic batches one store has open at a
+// time. The server keeps at most 50 open batches per stream by default and
+// drops the rest (they fail with "batch is incomplete"), so a store that
+// let every caller through would turn a burst into failed commands; with
+// the bound, a burst waits for a slot instead, up to the caller's deadline.
+const MaxBatchesInFlight = 32
 
 // New returns the store of bounded context bc. The stream must have been
 // provisioned (see Provision).
 func New(js jetstream.JetStream, reg *events.Registry, bc events.Context) *Store {
-	return &Store{js: js, nc: js.Conn(), reg: reg, bc: bc}
+	return &Store{js: js, nc: js.Conn(), reg: reg, bc: bc, batches: make(chan struct{}, MaxBatchesInFlight)}
 }
 
 // Context returns the bounded context of the store.
@@ -223,6 +232,13 @@ const (
 	errCodeAtomicDuplicateMsgID = 10201
 )
 
+// Error codes of the JetStream API that mean the server stored nothing of
+// an atomic batch because it could not take it now: retrying is safe.
+const (
+	errCodeBatchIncomplete      = 10176 // the server dropped the batch (too many open, or a lost part)
+	errCodeBatchTooManyInflight = 10210
+)
+
 func isConflict(err error) bool {
 	var apiErr *jetstream.APIError
 	if !errors.As(err, &apiErr) {
@@ -236,6 +252,10 @@ func isConflict(err error) bool {
 }
 
 func isUnavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == errCodeBatchIncomplete || apiErr.ErrorCode == errCodeBatchTooManyInflight) {
+		return true
+	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrDisconnected)
@@ -252,6 +272,12 @@ type batchAck struct {
 // subject's expected last sequence; later ones on the same subject follow
 // it within the batch.
 func (s *Store) publishAtomic(ctx context.Context, msgs []*nats.Msg, expect []expectation) (*jetstream.PubAck, error) {
+	select {
+	case s.batches <- struct{}{}:
+		defer func() { <-s.batches }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	for _, e := range expect {
 		msgs[e.index].Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(e.seq, 10))
 	}
@@ -286,14 +312,6 @@ func (s *Store) publishAtomic(ctx context.Context, msgs []*nats.Msg, expect []ex
 		return &ack.PubAck, nil
 	}
 	panic("unreachable")
-}
-
-func (s *Store) lastOnSubject(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error) {
-	st, err := s.js.Stream(ctx, s.bc.Stream)
-	if err != nil {
-		return nil, err
-	}
-	return st.GetLastMsgForSubject(ctx, subject)
 }
 
 // lastOnSubjectFromLeader reads the subject's last message through the
@@ -344,11 +362,34 @@ func (s *Store) lastOnSubjectFromLeader(ctx context.Context, subject string) (*j
 // LastSeq returns the stream sequence of the aggregate's last event, 0 if
 // it has none.
 func (s *Store) LastSeq(ctx context.Context, aggregateID string) (uint64, error) {
-	m, err := s.lastOnSubject(ctx, s.bc.Subject(aggregateID))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
+	m, err := s.directLast(ctx, s.bc.Subject(aggregateID))
+	if errors.Is(err, errNoMessage) {
 		return 0, nil
 	}
 	if err != nil {
+		return 0, fmt.Errorf("last event of %s: %w", aggregateID, err)
+	}
+	return m.seq, nil
+}
+
+// LastSeqFromLeader is LastSeq answered by the stream's leader, which has
+// applied every acknowledged write. Use it where "no such aggregate" is a
+// decision (a 404, a refusal) rather than a starting point for an append:
+// LastSeq may be answered by a replica that has not applied the newest
+// writes yet.
+func (s *Store) LastSeqFromLeader(ctx context.Context, aggregateID string) (uint64, error) {
+	if err := events.ValidateID(aggregateID); err != nil {
+		return 0, fmt.Errorf("last event: %w", err)
+	}
+	m, err := s.lastOnSubjectFromLeader(ctx, s.bc.Subject(aggregateID))
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound {
+		return 0, nil
+	}
+	if err != nil {
+		if isUnavailable(err) {
+			return 0, fmt.Errorf("last event of %s: %w: %v", aggregateID, ErrUnavailable, err)
+		}
 		return 0, fmt.Errorf("last event of %s: %w", aggregateID, err)
 	}
 	return m.Sequence, nil
@@ -357,46 +398,44 @@ func (s *Store) LastSeq(ctx context.Context, aggregateID string) (uint64, error)
 // Load reads every event of one aggregate in order. It returns no records
 // and sequence 0 for an aggregate that does not exist.
 func (s *Store) Load(ctx context.Context, aggregateID string) ([]Record, uint64, error) {
-	if err := events.ValidateID(aggregateID); err != nil {
-		return nil, 0, fmt.Errorf("load: %w", err)
-	}
-	last, err := s.LastSeq(ctx, aggregateID)
-	if err != nil || last == 0 {
+	recs, err := s.LoadAfter(ctx, aggregateID, 0)
+	if err != nil || len(recs) == 0 {
 		return nil, 0, err
 	}
-	subject := s.bc.Subject(aggregateID)
-	cons, err := s.js.OrderedConsumer(ctx, s.bc.Stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subject},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		return nil, 0, fmt.Errorf("load %s: %w", aggregateID, err)
+	return recs, recs[len(recs)-1].Seq, nil
+}
+
+// LoadAfter reads the aggregate's events stored after stream sequence
+// after, in order (all of them for 0): what a caller holding the aggregate
+// as of after needs to catch up. Like Load it creates nothing on the
+// server, and it obeys ctx.
+func (s *Store) LoadAfter(ctx context.Context, aggregateID string, after uint64) ([]Record, error) {
+	if err := events.ValidateID(aggregateID); err != nil {
+		return nil, fmt.Errorf("load: %w", err)
 	}
+	subject := s.bc.Subject(aggregateID)
 	var recs []Record
-	for {
-		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return nil, 0, fmt.Errorf("load %s: %w", aggregateID, err)
+	for from := after + 1; ; {
+		msgs, pending, err := s.directBatch(ctx, subject, from, loadBatch)
+		if errors.Is(err, errNoMessage) {
+			break
 		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			rec, err := s.Decode(m)
+		if err != nil {
+			return nil, fmt.Errorf("load %s: %w", aggregateID, err)
+		}
+		for _, m := range msgs {
+			rec, err := DecodeMessage(s.reg, m.subject, m.header, m.data, s.bc.Stream, m.seq, m.stored)
 			if err != nil {
-				return nil, 0, fmt.Errorf("load %s: %w", aggregateID, err)
+				return nil, fmt.Errorf("load %s: %w", aggregateID, err)
 			}
 			recs = append(recs, rec)
-			if rec.Seq >= last {
-				return recs, rec.Seq, nil
-			}
 		}
-		if err := batch.Error(); err != nil {
-			return nil, 0, fmt.Errorf("load %s: %w", aggregateID, err)
+		if pending == 0 || len(msgs) == 0 {
+			break
 		}
-		if got == 0 {
-			return nil, 0, fmt.Errorf("load %s: %w: stream ended before sequence %d", aggregateID, ErrUnavailable, last)
-		}
+		from = msgs[len(msgs)-1].seq + 1
 	}
+	return recs, nil
 }
 
 // Decode turns a consumed message into a Record.
@@ -408,8 +447,15 @@ func (s *Store) Decode(m jetstream.Msg) (Record, error) {
 	return DecodeMessage(s.reg, m.Subject(), m.Headers(), m.Data(), md.Stream, md.Sequence.Stream, md.Timestamp)
 }
 
-// DecodeMessage decodes the parts of a stored message.
+// DecodeMessage decodes the parts of a stored message. The record's
+// Envelope.Data may share data's memory: data must not change afterwards
+// (a received message's data never does).
 func DecodeMessage(reg *events.Registry, subject string, hdr nats.Header, data []byte, stream string, seq uint64, stored time.Time) (Record, error) {
+	// The envelopes the platform writes take one pass (codec.go);
+	// anything else, and every failure, the general path below.
+	if env, ev, ok := decodeRecord(reg, data); ok {
+		return Record{Envelope: env, Event: ev, Stream: stream, Subject: subject, Seq: seq, CommandID: hdr.Get(events.HeaderCommandID), Stored: stored}, nil
+	}
 	env, err := events.UnmarshalEnvelope(data)
 	if err != nil {
 		return Record{}, fmt.Errorf("%s seq %d: %w", stream, seq, err)

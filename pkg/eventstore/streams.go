@@ -28,6 +28,10 @@ type StreamOptions struct {
 	// TelemetryMaxAge and TelemetryMaxPerSubject bound the TELEMETRY stream.
 	TelemetryMaxAge        time.Duration
 	TelemetryMaxPerSubject int64
+	// Placement pins the streams to a cluster or to servers carrying given
+	// tags (a region's home cluster in a supercluster). Nil leaves the
+	// choice to the server: the cluster of the connection that creates them.
+	Placement *jetstream.Placement
 }
 
 func (o StreamOptions) withDefaults() StreamOptions {
@@ -44,6 +48,17 @@ func (o StreamOptions) withDefaults() StreamOptions {
 		o.TelemetryMaxPerSubject = 10_000
 	}
 	return o
+}
+
+// placement returns a copy of the placement, so stream configs built from
+// the same options never share (and mutate) one Placement value.
+func (o StreamOptions) placement() *jetstream.Placement {
+	if o.Placement == nil {
+		return nil
+	}
+	p := *o.Placement
+	p.Tags = append([]string(nil), o.Placement.Tags...)
+	return &p
 }
 
 // DomainStreamConfig is the configuration of a bounded context's event log:
@@ -69,6 +84,7 @@ func DomainStreamConfig(c events.Context, o StreamOptions) jetstream.StreamConfi
 		DenyPurge:          o.Production,
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
+		Placement:          o.placement(),
 	}
 }
 
@@ -87,6 +103,7 @@ func TelemetryStreamConfig(o StreamOptions) jetstream.StreamConfig {
 		Replicas:          o.Replicas,
 		Duplicates:        o.DuplicateWindow,
 		AllowDirect:       true,
+		Placement:         o.placement(),
 	}
 }
 
@@ -106,6 +123,7 @@ func DeadLetterStreamConfig(o StreamOptions) jetstream.StreamConfig {
 		Replicas:    o.Replicas,
 		Duplicates:  o.DuplicateWindow,
 		AllowDirect: true,
+		Placement:   o.placement(),
 	}
 }
 

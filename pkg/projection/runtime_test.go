@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -105,16 +107,24 @@ func dump(t *testing.T, rdb *redis.Client, keyspace, model string) map[string]st
 func runUntilCaughtUp(t *testing.T, js jetstream.JetStream, rdb *redis.Client, keyspace string) (*Runtime, context.CancelFunc) {
 	t.Helper()
 	r := New(js, rdb, events.NewRegistry(), countingProjector{}, Options{Keyspace: keyspace, BatchSize: 7})
+	return r, runCaughtUp(t, r)
+}
+
+// runCaughtUp runs r until it has caught up with its stream and returns
+// the function that stops it.
+func runCaughtUp(t *testing.T, r *Runtime) func() {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = r.Run(ctx) }()
-	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	stop := func() { cancel(); <-done }
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer wcancel()
 	if err := r.WaitCaughtUp(wctx); err != nil {
-		cancel()
+		stop()
 		t.Fatal(err)
 	}
-	return r, func() { cancel(); <-done }
+	return stop
 }
 
 func TestProjectionAppliesEveryEventOnce(t *testing.T) {
@@ -137,6 +147,57 @@ func TestProjectionAppliesEveryEventOnce(t *testing.T) {
 	if m["rm:counts:_checkpoint"] != "40" {
 		t.Fatalf("stored checkpoint %q", m["rm:counts:_checkpoint"])
 	}
+}
+
+// Catching up, a batch's commit runs while the next batch is applied; the
+// next batch reads the keys the committing one wrote (every order has an
+// event in every batch here), so a read that missed them would lose counts.
+func TestCatchUpOverlapsCommitsWithoutLosingWrites(t *testing.T) {
+	const orders, perOrder = 3, 300
+	js, rdb, ks := fixture(t, orders, perOrder)
+	r := New(js, rdb, events.NewRegistry(), countingProjector{}, Options{Keyspace: ks, BatchSize: 7})
+	// Hold each background commit until the next batch has been applied,
+	// so that batch's reads of the keys being committed cannot find them
+	// in Redis yet: only Tx.prev has them.
+	var mu sync.Mutex
+	cond := sync.NewCond(&mu)
+	prepared := 0
+	r.hookPrepared = func() {
+		mu.Lock()
+		prepared++
+		cond.Broadcast()
+		mu.Unlock()
+	}
+	r.hookOverlapCommit = func() func() {
+		mu.Lock()
+		next := prepared + 1
+		mu.Unlock()
+		return func() {
+			mu.Lock()
+			for prepared < next {
+				cond.Wait()
+			}
+			mu.Unlock()
+		}
+	}
+	defer runCaughtUp(t, r)()
+	if r.Checkpoint() != orders*perOrder {
+		t.Fatalf("checkpoint %d, want %d", r.Checkpoint(), orders*perOrder)
+	}
+	if r.overlapped.Load() == 0 {
+		t.Fatal("no commit overlapped the next batch: the catch-up path was not exercised")
+	}
+	m := dump(t, rdb, ks, "counts")
+	for o := 0; o < orders; o++ {
+		var d countDoc
+		if err := json.Unmarshal([]byte(m[fmt.Sprintf("rm:counts:order:o%d", o)]), &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Count != perOrder {
+			t.Fatalf("o%d: counted %d events, want %d (%d commits overlapped)", o, d.Count, perOrder, r.overlapped.Load())
+		}
+	}
+	t.Logf("%d commits overlapped the next batch (%d events, batches of at most 7)", r.overlapped.Load(), orders*perOrder)
 }
 
 // Every event delivered twice, and batches replayed out of order, leave the
@@ -315,4 +376,58 @@ func TestSwitchModelReplacesTheLiveModel(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// docCounter is a per-order document whose decodes are counted.
+type docCounter struct {
+	N int `json:"n"`
+}
+
+var docDecodes atomic.Int64
+
+func (d *docCounter) UnmarshalJSON(b []byte) error {
+	docDecodes.Add(1)
+	type plain docCounter
+	return json.Unmarshal(b, (*plain)(d))
+}
+
+// docProjector counts each order's events in a document.
+type docProjector struct{}
+
+func (docProjector) Name() string     { return "doccounts" }
+func (docProjector) Stream() string   { return events.Orders.Stream }
+func (docProjector) Filter() []string { return []string{events.Orders.Wildcard()} }
+func (docProjector) Apply(ctx context.Context, tx *Tx, rec eventstore.Record) error {
+	key := tx.Key("order", rec.Envelope.AggregateID)
+	d, _, err := GetDoc[docCounter](ctx, tx, key)
+	if err != nil {
+		return err
+	}
+	d.N++
+	tx.PutDoc(key, d)
+	return nil
+}
+
+// A document every batch changes is decoded once per run, not once per
+// batch: each batch hands its decoded documents to the next.
+func TestDocumentsCarryOverBetweenBatches(t *testing.T) {
+	const orders, perOrder = 3, 300
+	js, rdb, ks := fixture(t, orders, perOrder)
+	docDecodes.Store(0)
+	r := New(js, rdb, events.NewRegistry(), docProjector{}, Options{Keyspace: ks, BatchSize: 7})
+	defer runCaughtUp(t, r)()
+	for o := 0; o < orders; o++ {
+		raw, err := rdb.Get(context.Background(), KeyBase(ks, "doccounts")+fmt.Sprintf("order:o%d", o)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if raw != fmt.Sprintf(`{"n":%d}`, perOrder) {
+			t.Fatalf("o%d: %s, want %d events counted", o, raw, perOrder)
+		}
+	}
+	batches := orders * perOrder / 7
+	if n := docDecodes.Load(); n > int64(batches/4) {
+		t.Fatalf("%d documents decoded over about %d batches: they are not carried from batch to batch", n, batches)
+	}
+	t.Logf("%d decodes for %d events in batches of at most 7", docDecodes.Load(), orders*perOrder)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/awesome-pizza/pizza/pkg/tracing"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -93,19 +94,24 @@ func Handle[C, R any](e *Endpoints, fn func(context.Context, C) (R, error)) micr
 			}
 			ctx, cancel := context.WithTimeout(e.base, e.timeout)
 			defer cancel()
-			ctx, span := tracing.Start(tracing.ExtractNATS(ctx, headers), "handle "+subject, trace.SpanKindServer)
+			// Commands name their order as "orderId": the handler's log
+			// lines and span carry it.
+			ctx = tracing.WithOrderID(tracing.ExtractNATS(ctx, headers), tracing.OrderIDFromJSON(data))
+			ctx, span := tracing.Start(ctx, "handle "+subject, trace.SpanKindServer)
 			defer span.End()
 			reply, err := fn(ctx, cmd)
 			if err != nil {
 				p := e.toProblem(err, reply)
 				if p.Status >= 500 {
-					e.log.Error("command failed", "subject", subject, "err", err)
+					span.RecordError(err)
+					span.SetStatus(codes.Error, p.Title)
+					e.log.ErrorContext(ctx, "command failed", "subject", subject, "err", err)
 				}
 				_ = RespondProblem(e.nc, replyTo, p)
 				return
 			}
 			if err := RespondJSON(e.nc, replyTo, reply); err != nil {
-				e.log.Warn("reply not sent", "subject", subject, "err", err)
+				e.log.WarnContext(ctx, "reply not sent", "subject", subject, "err", err)
 			}
 		}()
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/awesome-pizza/pizza/pkg/catalog"
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
+	"github.com/awesome-pizza/pizza/pkg/tracing"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,12 +22,23 @@ import (
 )
 
 // Main is the whole main function of a service binary: a logger from
-// PIZZA_LOG_FORMAT and PIZZA_LOG_LEVEL, a context cancelled by SIGINT or
-// SIGTERM, run, and the exit code.
+// PIZZA_LOG_FORMAT and PIZZA_LOG_LEVEL (installed as slog's default too),
+// OpenTelemetry tracing from the standard OTEL_* environment (see
+// tracing.Setup), a context cancelled by SIGINT or SIGTERM, run, the
+// flush of the spans not yet exported, and the exit code.
 func Main(name string, run func(ctx context.Context, log *slog.Logger, args []string) error) {
 	log := NewLogger(os.Stderr, os.Getenv("PIZZA_LOG_FORMAT"), os.Getenv("PIZZA_LOG_LEVEL")).With("service", name)
+	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, log, os.Args[1:])
+	shutdownTracing, err := tracing.Setup(ctx, name, log)
+	if err == nil {
+		err = run(ctx, log, os.Args[1:])
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if ferr := shutdownTracing(fctx); ferr != nil {
+			log.Warn("spans not flushed at exit", "err", ferr)
+		}
+		cancel()
+	}
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		log.Error(name+" stopped", "err", err)
@@ -47,6 +59,12 @@ type Common struct {
 	// NATS TLS: the CA that signed the server's certificate, and this
 	// service's client certificate and key (for mutual TLS).
 	NATSCA, NATSCert, NATSKey string
+	// How several instances share the work (eventstore.Scale): partitions
+	// of every durable consumer (0: one shared durable), this instance's
+	// name, and how long a crashed instance keeps its partitions.
+	Partitions   int
+	InstanceID   string
+	PartitionTTL time.Duration
 }
 
 // Flags defines the common flags on fs; healthAddr is the service's
@@ -62,6 +80,15 @@ func (c *Common) Flags(fs *flag.FlagSet, healthAddr string) {
 	StringFlag(fs, &c.NATSCA, "nats-ca", "", "CA certificate (PEM) to verify the NATS servers; enables TLS")
 	StringFlag(fs, &c.NATSCert, "nats-cert", "", "client certificate (PEM) for NATS mutual TLS")
 	StringFlag(fs, &c.NATSKey, "nats-key", "", "client key (PEM) for NATS mutual TLS")
+	host, _ := os.Hostname()
+	IntFlag(fs, &c.Partitions, "partitions", 0, "partition the durable consumers over this many partitions so that several instances share them in order per aggregate (0: one shared durable; every instance must use the same value)")
+	StringFlag(fs, &c.InstanceID, "instance-id", host, "this instance's name among the partitioned consumers' members and the projectors' lease owners (unique per live instance; default the host name, the pod name)")
+	DurationFlag(fs, &c.PartitionTTL, "partition-lease-ttl", 10*time.Second, "how long a crashed instance keeps its partitions before the others take them over")
+}
+
+// Scale is how the instances share the consumers, from the settings.
+func (c *Common) Scale() eventstore.Scale {
+	return eventstore.Scale{Partitions: c.Partitions, InstanceID: c.InstanceID, LeaseTTL: c.PartitionTTL, Replicas: max(c.StreamReplicas, 1)}
 }
 
 // NATSOptions are the connection options the settings ask for (TLS).
@@ -82,7 +109,8 @@ func (c *Common) NATSOptions() ([]nats.Option, error) {
 // LogValues lists the settings for the start-up log line (secrets masked).
 func (c *Common) LogValues() []any {
 	return []any{"nats_url", Redact(c.NATSURL), "redis_url", Redact(c.RedisURL), "keyspace", c.Keyspace,
-		"catalog", c.CatalogPath, "health_addr", c.HealthAddr, "stream_replicas", c.StreamReplicas, "production", c.Production}
+		"catalog", c.CatalogPath, "health_addr", c.HealthAddr, "stream_replicas", c.StreamReplicas, "production", c.Production,
+		"partitions", c.Partitions, "instance_id", c.InstanceID}
 }
 
 // Streams are the stream options the settings ask for.

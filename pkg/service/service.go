@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/awesome-pizza/pizza/pkg/tracing"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -86,7 +87,10 @@ func IntFlag(fs *flag.FlagSet, p *int, name string, def int, usage string) {
 	fs.IntVar(p, name, def, usage+" (env "+EnvName(name)+")")
 }
 
-// NewLogger returns a slog logger writing JSON or text at a level.
+// NewLogger returns a slog logger writing JSON or text at a level. Lines
+// logged with a context (InfoContext and friends) inside a traced
+// operation carry trace_id and span_id, and order_id when the context
+// names an order (see tracing.LogHandler).
 func NewLogger(w io.Writer, format, level string) *slog.Logger {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
@@ -94,9 +98,9 @@ func NewLogger(w io.Writer, format, level string) *slog.Logger {
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(tracing.LogHandler(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(tracing.LogHandler(slog.NewTextHandler(w, opts)))
 }
 
 // Redact hides the password of a URL for logging.
@@ -151,10 +155,12 @@ func ConnectRedis(ctx context.Context, rawURL string, log *slog.Logger) (*redis.
 	return rdb, nil
 }
 
-// NewMetrics returns a Prometheus registry with the Go and process collectors.
+// NewMetrics returns a Prometheus registry with the Go and process
+// collectors and the event log's (consumers' and projectors' counts and
+// lags, see metrics.go).
 func NewMetrics() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), NewEventLogCollector())
 	return reg
 }
 

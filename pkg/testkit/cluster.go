@@ -3,11 +3,11 @@ package testkit
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"testing"
 	"time"
 
+	"github.com/awesome-pizza/pizza/pkg/netutil"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
@@ -66,16 +66,16 @@ func RunCluster(t testing.TB, n int) *Cluster {
 	return c
 }
 
-// freePort asks the kernel for a free port. Another process could take it
-// before the server binds; on loopback in a test that is rare and fails loudly.
+// freePort finds a port below the kernel's ephemeral range that is free
+// now (netutil.FreePorts): a cluster listener that fails to bind does not
+// stop nats-server, so a taken port would show up only as a missing route.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := netutil.FreePorts("127.0.0.1", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports[0]
 }
 
 func routeURL(o *server.Options) *url.URL {

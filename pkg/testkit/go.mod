@@ -3,6 +3,7 @@ module github.com/awesome-pizza/pizza/pkg/testkit
 go 1.26.0
 
 require (
+	github.com/awesome-pizza/pizza/pkg/netutil v0.0.0-00010101000000-000000000000
 	github.com/google/uuid v1.6.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
@@ -57,3 +58,11 @@ replace github.com/awesome-pizza/pizza/services/mqttbridge => ../../services/mqt
 replace github.com/awesome-pizza/pizza/tests/fault => ../../tests/fault
 
 replace github.com/awesome-pizza/pizza/tests/browser => ../../tests/browser
+
+replace github.com/awesome-pizza/pizza/pkg/region => ../../pkg/region
+
+replace github.com/awesome-pizza/pizza/tests/regions => ../../tests/regions
+
+replace github.com/awesome-pizza/pizza/tests/scale => ../../tests/scale
+
+replace github.com/awesome-pizza/pizza/pkg/netutil => ../../pkg/netutil

@@ -43,6 +43,9 @@ type Config struct {
 	// PositionsWait bounds how long Start waits for the drivers' last
 	// positions before assigning without them; default 10s.
 	PositionsWait time.Duration
+	// Scale says how several instances share the reactions' consumers and
+	// the projectors (eventstore.Scale).
+	Scale eventstore.Scale
 }
 
 // Deps are the connections and collaborators the service runs with.
@@ -72,9 +75,7 @@ type Service struct {
 	wg        sync.WaitGroup
 	stopOnce  sync.Once
 
-	mu        sync.Mutex
-	consumers map[string]*eventstore.Consumer
-	stopped   bool
+	consumers eventstore.Consumers
 
 	assignments *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
@@ -84,6 +85,9 @@ type Service struct {
 func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.NC == nil || deps.JS == nil || deps.Redis == nil || deps.Catalog == nil {
 		return nil, errors.New("drivers: NATS, JetStream, Redis and the catalogue are required")
+	}
+	if err := cfg.Scale.Validate(); err != nil {
+		return nil, fmt.Errorf("drivers: %w", err)
 	}
 	if cfg.TimeScale < 0 {
 		return nil, fmt.Errorf("drivers: time scale %g must be positive", cfg.TimeScale)
@@ -107,7 +111,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		cfg.PositionsWait = 10 * time.Second
 	}
 	deps.Log = deps.Log.With("service", "drivers")
-	s := &Service{cfg: cfg, deps: deps, consumers: map[string]*eventstore.Consumer{}}
+	s := &Service{cfg: cfg, deps: deps}
 	s.assignments = counterVec(deps.Metrics, prometheus.CounterOpts{Name: "pizza_drivers_assignments_total", Help: "Orders assigned to drivers, by mode (auto, manual)."}, "mode")
 	s.deadLetters = counterVec(deps.Metrics, prometheus.CounterOpts{Name: "pizza_drivers_dead_letters_total", Help: "Events the drivers service could not handle and parked, by consumer or projector."}, "source")
 	return s, nil
@@ -163,7 +167,7 @@ func (s *Service) Start(ctx context.Context) error {
 	// Stage 2: read models.
 	for _, p := range []projection.Projector{app.DriversProjector{}, app.PositionsProjector{RestaurantOf: s.disp.RestaurantOf}} {
 		rt := projection.New(s.deps.JS, s.deps.Redis, s.deps.Registry, p, projection.Options{
-			Keyspace: s.cfg.Keyspace, Logger: log,
+			Keyspace: s.cfg.Keyspace, Logger: log, LeaseOwner: s.cfg.Scale.InstanceID,
 			OnDeadLetter: func(eventstore.DeadLetter) { s.deadLetters.WithLabelValues("projector-" + p.Name()).Inc() },
 		})
 		s.projs = append(s.projs, rt)
@@ -198,7 +202,7 @@ func (s *Service) Start(ctx context.Context) error {
 		{eventstore.ConsumerSpec{Stream: events.Kitchen.Stream, Durable: driversapi.DurableKitchen, FilterSubjects: []string{events.Kitchen.Wildcard()}}, s.disp.OnKitchenEvent},
 		{eventstore.ConsumerSpec{Stream: events.Orders.Stream, Durable: driversapi.DurableOrders, FilterSubjects: []string{events.Orders.Wildcard()}}, s.disp.OnOrderEvent},
 	} {
-		if err := s.consume(ctx, runCtx, c.spec, c.h); err != nil {
+		if err := s.consume(runCtx, c.spec, c.h); err != nil {
 			return err
 		}
 	}
@@ -212,50 +216,13 @@ func (s *Service) Start(ctx context.Context) error {
 	return nil
 }
 
-// consume starts a durable consumer. When its stream does not exist yet
-// (the owning service has not provisioned it), it keeps trying in the
-// background; Ready reports the consumer missing meanwhile.
-func (s *Service) consume(ctx, runCtx context.Context, spec eventstore.ConsumerSpec, h eventstore.Handler) error {
+// consume starts a durable consumer (shared or partitioned, as
+// Config.Scale says). When its stream does not exist yet (the owning
+// service has not provisioned it), it keeps trying in the background;
+// Ready reports the consumer missing meanwhile.
+func (s *Service) consume(ctx context.Context, spec eventstore.ConsumerSpec, h eventstore.Handler) error {
 	opts := eventstore.ConsumerOptions{Logger: s.deps.Log, OnDeadLetter: func(dl eventstore.DeadLetter) { s.deadLetters.WithLabelValues(dl.Consumer).Inc() }}
-	start := func(ctx context.Context) error {
-		c, err := eventstore.Consume(ctx, s.deps.JS, s.deps.Registry, spec, h, opts)
-		if err != nil {
-			return err
-		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.stopped {
-			c.Stop()
-			return nil
-		}
-		s.consumers[spec.Durable] = c
-		return nil
-	}
-	err := start(ctx)
-	if err == nil || !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return err
-	}
-	s.deps.Log.Warn("stream not there yet; will subscribe when it is", "stream", spec.Stream, "consumer", spec.Durable)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for wait := 250 * time.Millisecond; ; wait = min(wait*2, 10*time.Second) {
-			t := time.NewTimer(wait)
-			select {
-			case <-runCtx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			if err := start(runCtx); err == nil {
-				s.deps.Log.Info("consumer started", "stream", spec.Stream, "consumer", spec.Durable)
-				return
-			} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
-				s.deps.Log.Warn("consumer not started; retrying", "stream", spec.Stream, "consumer", spec.Durable, "err", err)
-			}
-		}
-	}()
-	return nil
+	return s.consumers.StartWhenAvailable(ctx, s.deps.JS, s.deps.Registry, s.cfg.Scale, spec, h, opts)
 }
 
 // Stop stops taking commands (in-flight ones finish), stops the consumers
@@ -268,14 +235,7 @@ func (s *Service) Stop() {
 		if s.eps != nil {
 			s.eps.Close()
 		}
-		s.mu.Lock()
-		s.stopped = true
-		consumers := s.consumers
-		s.consumers = map[string]*eventstore.Consumer{}
-		s.mu.Unlock()
-		for _, c := range consumers {
-			c.Stop()
-		}
+		s.consumers.Stop()
 		if s.cancel != nil {
 			s.stopAfter()
 			s.cancel()
@@ -312,15 +272,18 @@ func (s *Service) Ready(context.Context) error {
 			return fmt.Errorf("read model %s is still catching up with the log", name)
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, durable := range []string{driversapi.DurableKitchen, driversapi.DurableOrders} {
-		if s.consumers[durable] == nil {
-			return fmt.Errorf("consumer %s is not running", durable)
-		}
+	if waiting := s.consumers.Waiting(); len(waiting) > 0 {
+		return fmt.Errorf("consumers %v are waiting for their streams", waiting)
+	}
+	if n := s.consumers.Len(); n < 2 {
+		return fmt.Errorf("%d of 2 consumers running", n)
 	}
 	return nil
 }
+
+// Partitions returns, per partitioned durable, the partitions this
+// instance owns (nil unless partitioned).
+func (s *Service) Partitions() map[string][]int { return s.consumers.Partitions() }
 
 // counterVec registers a counter vector, or reuses the one registered
 // under the same name (several services in one process share a registry).

@@ -10,6 +10,7 @@ import (
 
 	"github.com/awesome-pizza/pizza/pkg/events"
 	"github.com/awesome-pizza/pizza/services/drivers/driversapi"
+	"github.com/awesome-pizza/pizza/services/gateway/internal/hub"
 	"github.com/awesome-pizza/pizza/services/inventory/inventoryapi"
 	"github.com/awesome-pizza/pizza/services/kitchen/kitchenapi"
 	"github.com/awesome-pizza/pizza/services/orders/ordersapi"
@@ -52,6 +53,7 @@ type DashboardDrivers struct {
 func (g *Gateway) registerDashboard(api *echo.Group) {
 	api.GET("/dashboard/:restaurantId", g.getDashboard)
 	api.GET("/dashboard/:restaurantId/stream", g.dashboardStream)
+	api.GET("/global/dashboard", g.getGlobalDashboard)
 }
 
 func (g *Gateway) dashboard(ctx context.Context, rid string) (DashboardView, error) {
@@ -116,16 +118,46 @@ func (g *Gateway) getDashboard(c echo.Context) error {
 	return c.JSON(http.StatusOK, d)
 }
 
+// DriverPositions is the payload of the dashboard stream's "positions"
+// frames: the last fix of each of the restaurant's drivers that reported one.
+type DriverPositions struct {
+	RestaurantID string                    `json:"restaurantId"`
+	Positions    []driversapi.PositionView `json:"positions"`
+}
+
 // dashboardStream pushes the dashboard on connect and after every change
-// of any of its parts.
+// of any of its parts ("dashboard" frames, id: the dashboard's version),
+// and the positions of the restaurant's drivers as they move ("positions"
+// frames without id, at most two a second), so the map follows them.
 func (g *Gateway) dashboardStream(c echo.Context) error {
 	rid := c.Param("restaurantId")
-	return g.streamRestaurant(c, rid, "dashboard", func(ctx context.Context) (string, []byte, error) {
-		d, err := g.dashboard(ctx, rid)
-		if err != nil {
-			return "", nil, err
-		}
-		b, err := json.Marshal(d)
-		return d.Version, b, err
+	if _, ok := g.deps.Catalog.Restaurant(rid); !ok {
+		return notFound("Restaurant")
+	}
+	return g.serveLive(c, liveFeed{
+		event: "dashboard",
+		// Every read model concerning the restaurant signals its
+		// watchers, driver positions included.
+		watch: func() (*hub.Watcher, *hub.Watcher, func()) {
+			w, stop := g.hub.WatchRestaurant(rid)
+			return w, nil, stop
+		},
+		snapshot: func(ctx context.Context) (string, []byte, error) {
+			d, err := g.dashboard(ctx, rid)
+			if err != nil {
+				return "", nil, err
+			}
+			b, err := json.Marshal(d)
+			return d.Version, b, err
+		},
+		telemetryEvent:      "positions",
+		telemetryOnSnapshot: true,
+		loadTelemetry: func(ctx context.Context) ([]byte, error) {
+			ps, err := g.driverPositions(ctx, driversapi.RestaurantDriversKey(g.cfg.Keyspace, rid))
+			if err != nil {
+				return nil, err
+			}
+			return json.Marshal(DriverPositions{RestaurantID: rid, Positions: ps})
+		},
 	})
 }

@@ -22,10 +22,20 @@ func (g *Gateway) registerDrivers(api *echo.Group) {
 	api.POST("/drivers", g.registerDriver, g.limitBody)
 	api.GET("/drivers", g.listDrivers)
 	api.GET("/drivers/:driverId", g.getDriver)
-	api.PUT("/drivers/:driverId/status", g.setDriverStatus, g.limitBody)
+	api.GET("/drivers/:driverId/stream", g.driverStream)
+	api.PUT("/drivers/:driverId/status", driverRoute(g, driversapi.SubjectStatus,
+		func(id string, req driversapi.StatusRequest, meta driversapi.CommandMeta) any {
+			return driversapi.StatusCommand{DriverID: id, Status: req.Status, CommandMeta: meta}
+		}), g.limitBody)
 	api.POST("/drivers/:driverId/location", g.reportLocation, g.limitBody)
-	api.POST("/drivers/:driverId/pickup", g.pickup, g.limitBody)
-	api.POST("/drivers/:driverId/deliver", g.deliver, g.limitBody)
+	api.POST("/drivers/:driverId/pickup", driverRoute(g, driversapi.SubjectPickup,
+		func(id string, req driversapi.OrderRequest, meta driversapi.CommandMeta) any {
+			return driversapi.PickupCommand{DriverID: id, OrderID: req.OrderID, CommandMeta: meta}
+		}), g.limitBody)
+	api.POST("/drivers/:driverId/deliver", driverRoute(g, driversapi.SubjectDeliver,
+		func(id string, req driversapi.OrderRequest, meta driversapi.CommandMeta) any {
+			return driversapi.DeliverCommand{DriverID: id, OrderID: req.OrderID, CommandMeta: meta}
+		}), g.limitBody)
 	api.POST("/orders/:orderId/assign-driver", g.assignDriver, g.limitBody)
 }
 
@@ -43,6 +53,23 @@ func decodeBody[T any](c echo.Context) (T, error) {
 	return driversapi.Decode[T](body)
 }
 
+// driverRoute serves a command on the driver named in the path: it checks
+// the id, decodes the body as Req, builds the command and answers with the
+// driver as the command left it.
+func driverRoute[Req any](g *Gateway, subject string, build func(driverID string, req Req, meta driversapi.CommandMeta) any) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := driverParam(c)
+		if err != nil {
+			return err
+		}
+		req, err := decodeBody[Req](c)
+		if err != nil {
+			return err
+		}
+		return g.driverCommand(c, subject, build(id, req, g.meta(c)), http.StatusOK)
+	}
+}
+
 // driverCommand sends a driver command and answers with the driver view
 // once the read model shows it.
 func (g *Gateway) driverCommand(c echo.Context, subject string, cmd any, status int) error {
@@ -50,18 +77,21 @@ func (g *Gateway) driverCommand(c echo.Context, subject string, cmd any, status 
 	if err := g.call(c.Request().Context(), subject, cmd, &reply); err != nil {
 		return err
 	}
-	g.awaitCheckpoint(c, driversapi.CheckpointKey(g.cfg.Keyspace, reply.ReadModel), reply.Seq)
-	if reply.Replayed {
-		c.Response().Header().Set(HeaderReplayed, "true")
-	}
-	view := reply.Driver
-	if pos, err := g.position(c.Request().Context(), view.DriverID); err == nil {
-		view = view.WithPosition(pos)
-	}
+	g.settle(c, reply.ReadModel, reply.Seq, reply.Replayed)
+	view := g.withPosition(c.Request().Context(), reply.Driver)
 	if status == http.StatusCreated {
 		c.Response().Header().Set(echo.HeaderLocation, "/api/drivers/"+view.DriverID)
 	}
 	return c.JSON(status, view)
+}
+
+// settle waits, bounded, for the read model to reach a driver command's
+// sequence (read-your-writes) and marks a replayed command.
+func (g *Gateway) settle(c echo.Context, readModel string, seq uint64, replayed bool) {
+	g.awaitCheckpoint(c, driversapi.CheckpointKey(g.cfg.Keyspace, readModel), seq)
+	if replayed {
+		c.Response().Header().Set(HeaderReplayed, "true")
+	}
 }
 
 func (g *Gateway) registerDriver(c echo.Context) error {
@@ -73,42 +103,6 @@ func (g *Gateway) registerDriver(c echo.Context) error {
 		return notFound("Restaurant")
 	}
 	return g.driverCommand(c, driversapi.SubjectRegister, driversapi.RegisterCommand{DriverID: req.DriverID, Name: req.Name, RestaurantID: req.RestaurantID, Vehicle: req.Vehicle, CommandMeta: g.meta(c)}, http.StatusCreated)
-}
-
-func (g *Gateway) setDriverStatus(c echo.Context) error {
-	id, err := driverParam(c)
-	if err != nil {
-		return err
-	}
-	req, err := decodeBody[driversapi.StatusRequest](c)
-	if err != nil {
-		return err
-	}
-	return g.driverCommand(c, driversapi.SubjectStatus, driversapi.StatusCommand{DriverID: id, Status: req.Status, CommandMeta: g.meta(c)}, http.StatusOK)
-}
-
-func (g *Gateway) pickup(c echo.Context) error {
-	id, err := driverParam(c)
-	if err != nil {
-		return err
-	}
-	req, err := decodeBody[driversapi.OrderRequest](c)
-	if err != nil {
-		return err
-	}
-	return g.driverCommand(c, driversapi.SubjectPickup, driversapi.PickupCommand{DriverID: id, OrderID: req.OrderID, CommandMeta: g.meta(c)}, http.StatusOK)
-}
-
-func (g *Gateway) deliver(c echo.Context) error {
-	id, err := driverParam(c)
-	if err != nil {
-		return err
-	}
-	req, err := decodeBody[driversapi.OrderRequest](c)
-	if err != nil {
-		return err
-	}
-	return g.driverCommand(c, driversapi.SubjectDeliver, driversapi.DeliverCommand{DriverID: id, OrderID: req.OrderID, CommandMeta: g.meta(c)}, http.StatusOK)
 }
 
 func (g *Gateway) assignDriver(c echo.Context) error {
@@ -137,10 +131,7 @@ func (g *Gateway) reportLocation(c echo.Context) error {
 	if err := g.call(c.Request().Context(), driversapi.SubjectLocation, cmd, &reply); err != nil {
 		return err
 	}
-	g.awaitCheckpoint(c, driversapi.CheckpointKey(g.cfg.Keyspace, reply.ReadModel), reply.Seq)
-	if reply.Replayed {
-		c.Response().Header().Set(HeaderReplayed, "true")
-	}
+	g.settle(c, reply.ReadModel, reply.Seq, reply.Replayed)
 	return c.JSON(http.StatusOK, reply.Position)
 }
 
@@ -152,6 +143,27 @@ func driverParam(c echo.Context) (string, error) {
 	return id, nil
 }
 
+// loadDriver reads a driver's view as stored (without its position);
+// an unknown driver is a not-found problem.
+func (g *Gateway) loadDriver(ctx context.Context, driverID string) (driversapi.DriverView, error) {
+	var v driversapi.DriverView
+	if events.ValidateID(driverID) != nil {
+		return v, notFound("Driver")
+	}
+	raw, err := g.deps.Redis.Get(ctx, driversapi.DriverKey(g.cfg.Keyspace, driverID)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return v, notFound("Driver")
+	}
+	if err != nil {
+		return v, err
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return v, err
+	}
+	return v, nil
+}
+
+// position reads a driver's last fix; redis.Nil when it never reported one.
 func (g *Gateway) position(ctx context.Context, driverID string) (*driversapi.PositionView, error) {
 	raw, err := g.deps.Redis.Get(ctx, driversapi.PositionKey(g.cfg.Keyspace, driverID)).Bytes()
 	if err != nil {
@@ -164,27 +176,24 @@ func (g *Gateway) position(ctx context.Context, driverID string) (*driversapi.Po
 	return &p, nil
 }
 
+// withPosition merges the driver's last fix, when there is one, into the view.
+func (g *Gateway) withPosition(ctx context.Context, v driversapi.DriverView) driversapi.DriverView {
+	if pos, err := g.position(ctx, v.DriverID); err == nil {
+		return v.WithPosition(pos)
+	}
+	return v
+}
+
 func (g *Gateway) getDriver(c echo.Context) error {
 	id, err := driverParam(c)
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	raw, err := g.deps.Redis.Get(ctx, driversapi.DriverKey(g.cfg.Keyspace, id)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return notFound("Driver")
-	}
+	v, err := g.loadDriver(c.Request().Context(), id)
 	if err != nil {
 		return err
 	}
-	var v driversapi.DriverView
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return err
-	}
-	if pos, err := g.position(ctx, id); err == nil {
-		v = v.WithPosition(pos)
-	}
-	return c.JSON(http.StatusOK, v)
+	return c.JSON(http.StatusOK, g.withPosition(c.Request().Context(), v))
 }
 
 // listDrivers lists drivers, of one restaurant and in one status if asked.
@@ -222,6 +231,8 @@ func (g *Gateway) listDrivers(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
+// driverViews reads the drivers of an index (a sorted set of driver ids)
+// with their positions merged in, in the index's order.
 func (g *Gateway) driverViews(ctx context.Context, indexKey string) ([]driversapi.DriverView, error) {
 	ids, err := g.deps.Redis.ZRange(ctx, indexKey, 0, -1).Result()
 	if err != nil || len(ids) == 0 {
@@ -240,21 +251,47 @@ func (g *Gateway) driverViews(ctx context.Context, indexKey string) ([]driversap
 	}
 	out := make([]driversapi.DriverView, 0, len(ids))
 	for i := range ids {
-		s, ok := vals[i].(string)
-		if !ok {
-			continue
-		}
 		var v driversapi.DriverView
-		if json.Unmarshal([]byte(s), &v) != nil {
+		if !decodeValue(vals[i], &v) {
 			continue
 		}
-		if ps, ok := vals[len(ids)+i].(string); ok {
-			var p driversapi.PositionView
-			if json.Unmarshal([]byte(ps), &p) == nil {
-				v = v.WithPosition(&p)
-			}
+		var p driversapi.PositionView
+		if decodeValue(vals[len(ids)+i], &p) {
+			v = v.WithPosition(&p)
 		}
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// driverPositions reads the last fixes of the drivers of an index, in the
+// index's order; drivers that never reported are left out.
+func (g *Gateway) driverPositions(ctx context.Context, indexKey string) ([]driversapi.PositionView, error) {
+	ids, err := g.deps.Redis.ZRange(ctx, indexKey, 0, -1).Result()
+	if err != nil || len(ids) == 0 {
+		return []driversapi.PositionView{}, err
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = driversapi.PositionKey(g.cfg.Keyspace, id)
+	}
+	vals, err := g.deps.Redis.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]driversapi.PositionView, 0, len(ids))
+	for _, val := range vals {
+		var p driversapi.PositionView
+		if decodeValue(val, &p) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// decodeValue decodes a JSON string of an MGET answer; false for a
+// missing key or a value that does not decode.
+func decodeValue(val any, dst any) bool {
+	s, ok := val.(string)
+	return ok && json.Unmarshal([]byte(s), dst) == nil
 }

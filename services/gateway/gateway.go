@@ -18,6 +18,7 @@ import (
 	"github.com/awesome-pizza/pizza/pkg/catalog"
 	"github.com/awesome-pizza/pizza/pkg/events"
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
+	"github.com/awesome-pizza/pizza/pkg/region"
 	"github.com/awesome-pizza/pizza/pkg/service"
 	"github.com/awesome-pizza/pizza/services/gateway/auth"
 	"github.com/awesome-pizza/pizza/services/gateway/internal/hub"
@@ -44,7 +45,8 @@ type Config struct {
 	CommandTimeout time.Duration
 	// Heartbeat is the interval of SSE keep-alive comments.
 	Heartbeat time.Duration
-	// TimeScale speeds up platform time (driver ETAs). Default 1.
+	// TimeScale is kept for compatibility: driver ETAs now come with the
+	// order read model, computed by the orders service. Default 1.
 	TimeScale float64
 	// MaxBodyBytes bounds request bodies.
 	MaxBodyBytes int64
@@ -107,6 +109,14 @@ type Deps struct {
 	// Ready lists extra readiness checks (for example, in `pizza dev`, the
 	// projectors having caught up with the log).
 	Ready map[string]service.Check
+	// Router sends the commands of a restaurant that lives in another
+	// region to that region's services (docs/scaling.md, Regions). Nil:
+	// one region, every command is local.
+	Router *region.Router
+	// Global serves the chain-wide dashboard (GET /api/global/dashboard)
+	// in the region that keeps it. Nil: the route answers 404. Whoever
+	// makes it runs it (its Run).
+	Global *region.GlobalViewService
 }
 
 // Gateway is the HTTP edge.
@@ -149,6 +159,9 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		deps.Log.Warn("AUTHENTICATION IS DISABLED: every caller acts as the platform operator (development only)")
 	}
 	g.m = newMetrics(deps.Metrics, g.hub)
+	if deps.Global != nil {
+		deps.Metrics.MustRegister(globalSourceCollector{deps.Global})
+	}
 	g.e = g.routes()
 	return g, nil
 }

@@ -2,9 +2,12 @@ package gateway
 
 import (
 	"encoding/json"
+	"log/slog"
 	"strconv"
 	"time"
 
+	"github.com/awesome-pizza/pizza/pkg/region"
+	"github.com/awesome-pizza/pizza/pkg/tracing"
 	"github.com/awesome-pizza/pizza/services/gateway/internal/hub"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,10 +38,60 @@ func newMetrics(reg prometheus.Registerer, h *hub.Hub) *metrics {
 	return m
 }
 
-// observe records every request's route, status and (for non-streams) latency.
+// The chain-wide view's sources, as its source watch last saw them (only
+// the gateway writing the view reports; ADR 0020).
+var (
+	globalSourceBehind = prometheus.NewDesc("pizza_global_source_behind_events",
+		"Order events of a region not yet in ORDERS_GLOBAL (region's last sequence minus the last one sourced), while the region answers.", []string{"region"}, nil)
+	globalSourceStalled = prometheus.NewDesc("pizza_global_source_stalled_seconds",
+		"How long ORDERS_GLOBAL has stayed behind a reachable region without progress.", []string{"region"}, nil)
+	globalSourceReachable = prometheus.NewDesc("pizza_global_source_reachable",
+		"1 when the region answered the last source check, 0 when it did not (a cut link, a region down).", []string{"region"}, nil)
+	globalSourceReseeds = prometheus.NewDesc("pizza_global_source_reseeds_total",
+		"Sources of ORDERS_GLOBAL re-seeded after a long stall.", nil, nil)
+)
+
+type globalSourceCollector struct{ view *region.GlobalViewService }
+
+func (c globalSourceCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- globalSourceBehind
+	ch <- globalSourceStalled
+	ch <- globalSourceReachable
+	ch <- globalSourceReseeds
+}
+
+func (c globalSourceCollector) Collect(ch chan<- prometheus.Metric) {
+	statuses, reseeds := c.view.Sources()
+	if statuses == nil {
+		return // this gateway does not write the view
+	}
+	ch <- prometheus.MustNewConstMetric(globalSourceReseeds, prometheus.CounterValue, float64(reseeds))
+	for _, s := range statuses {
+		reachable := 0.0
+		if s.Reachable {
+			reachable = 1
+			ch <- prometheus.MustNewConstMetric(globalSourceBehind, prometheus.GaugeValue, float64(s.RegionSeq-min(s.Stored, s.RegionSeq)), s.Region)
+			ch <- prometheus.MustNewConstMetric(globalSourceStalled, prometheus.GaugeValue, s.StalledFor.Seconds(), s.Region)
+		}
+		ch <- prometheus.MustNewConstMetric(globalSourceReachable, prometheus.GaugeValue, reachable, s.Region)
+	}
+}
+
+// observe records every request's route, status and (for non-streams)
+// latency, names the order of /orders/:orderId routes in the request's
+// context (its span and log lines carry order_id), and logs the request
+// with its trace: at debug level, or as a warning when it was answered
+// with a 5xx (the cause is logged where it happened).
 func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
+		r := c.Request()
+		ctx := r.Context()
+		if id := c.Param("orderId"); id != "" {
+			ctx = tracing.WithOrderID(ctx, id)
+			tracing.Annotate(ctx, tracing.LogOrderID, id)
+			c.SetRequest(r.WithContext(ctx))
+		}
 		err := next(c)
 		if err != nil {
 			c.Error(err)
@@ -47,10 +100,25 @@ func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
-		method := c.Request().Method
-		g.m.requests.WithLabelValues(route, method, strconv.Itoa(c.Response().Status)).Inc()
+		method := r.Method
+		status := c.Response().Status
+		elapsed := time.Since(start)
+		g.m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 		if c.Response().Header().Get(echo.HeaderContentType) != "text/event-stream" {
-			g.m.latency.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
+			g.m.latency.WithLabelValues(route, method).Observe(elapsed.Seconds())
+		}
+		tracing.HTTPStatus(ctx, status)
+		level, msg := slog.LevelDebug, "request served"
+		if status >= 500 {
+			level, msg = slog.LevelWarn, "request answered with a server error"
+		}
+		if g.deps.Log.Enabled(ctx, level) {
+			attrs := []any{"method", method, "route", route, "path", r.URL.Path, "status", status, "duration_ms", float64(elapsed.Microseconds()) / 1000,
+				"request_id", c.Response().Header().Get(HeaderRequestID)}
+			if err != nil {
+				attrs = append(attrs, "err", err)
+			}
+			g.deps.Log.Log(ctx, level, msg, attrs...)
 		}
 		return nil
 	}

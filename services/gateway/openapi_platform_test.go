@@ -179,6 +179,9 @@ func TestNewRoutesConformToDocument(t *testing.T) {
 		if r.header.Get("Idempotent-Replayed") != "true" {
 			t.Errorf("retried restock: Idempotent-Replayed = %q, want true", r.header.Get("Idempotent-Replayed"))
 		}
+		r = h.do(t, call{name: "restock reusing the key", method: http.MethodPut, path: path, header: withHeader("Idempotency-Key", "restock-1"),
+			body: []byte(`{"mode":"restock","items":[{"ingredient":"mozzarella","quantity":11}]}`), want: http.StatusUnprocessableEntity})
+		expectProblem(t, "restock reusing the key", r, problem.TypeIdempotencyKeyReused)
 		r = h.do(t, call{name: "stock take", method: http.MethodPut, path: "/api/inventory/pearl/stock", header: jsonHeader,
 			body: []byte(`{"mode":"adjust","reason":"weekly stock take","items":[{"ingredient":"mushrooms","quantity":250}]}`), want: http.StatusOK})
 		if got := onHand(decodeAs[inventoryapi.StockView](t, "stock take", r.body), "mushrooms"); got != 250 {
@@ -248,11 +251,34 @@ func TestNewRoutesConformToDocument(t *testing.T) {
 			body: []byte(`{"name":"Kim","restaurantId":"nowhere","vehicle":"car"}`), want: http.StatusUnprocessableEntity})
 		expectProblem(t, "register with an unknown restaurant", r, problem.TypeValidation, "restaurantId")
 
+		// The driver's stream: a fresh client gets the retry hint and the
+		// driver; one resuming at the current version gets heartbeats only.
+		streamPath := "/api/drivers/" + alex.DriverID + "/stream"
+		fresh := h.openSSE(t, "driver stream", streamPath, nil)
+		if f := fresh.frame(t); f.retry != "2000" {
+			t.Errorf("driver stream: first frame %+v, want retry: 2000", f)
+		}
+		if d := h.nextDriver(t, fresh); d.DriverID != alex.DriverID || d.Status != driversapi.StatusOffline {
+			t.Errorf("driver stream: first snapshot %+v, want %s Offline", d, alex.DriverID)
+		}
+		resumed := h.openSSE(t, "driver stream resumed at the current version", streamPath,
+			map[string]string{"Last-Event-ID": strconv.FormatUint(alex.Version, 10)})
+		resumed.heartbeatBeforeAnyOrder(t)
+		r = h.do(t, call{name: "stream of an unknown driver", method: http.MethodGet, path: "/api/drivers/no-such-driver/stream", want: http.StatusNotFound})
+		expectProblem(t, "stream of an unknown driver", r, problem.TypeNotFound)
+
 		statusPath := "/api/drivers/" + alex.DriverID + "/status"
 		r = h.do(t, call{name: "set a driver available", method: http.MethodPut, path: statusPath, header: jsonHeader,
 			body: []byte(`{"status":"Available"}`), want: http.StatusOK})
-		if d := decodeAs[driversapi.DriverView](t, "set a driver available", r.body); d.Status != driversapi.StatusAvailable {
-			t.Errorf("set a driver available: %+v", d)
+		available := decodeAs[driversapi.DriverView](t, "set a driver available", r.body)
+		if available.Status != driversapi.StatusAvailable {
+			t.Errorf("set a driver available: %+v", available)
+		}
+		// The change reaches both streams, without a reload.
+		for _, s := range []*sseStream{fresh, resumed} {
+			if d := h.nextDriver(t, s); d.Status != driversapi.StatusAvailable || d.Version != available.Version {
+				t.Errorf("%s: snapshot after the status change %+v, want Available at version %d", s.name, d, available.Version)
+			}
 		}
 		r = h.do(t, call{name: "set a driver busy by hand", method: http.MethodPut, path: statusPath, header: jsonHeader,
 			body: []byte(`{"status":"Busy"}`), want: http.StatusUnprocessableEntity, invalid: true})
@@ -271,6 +297,11 @@ func TestNewRoutesConformToDocument(t *testing.T) {
 			body: []byte(`{"latitude":45.524,"longitude":-122.677}`), want: http.StatusOK})
 		if p := decodeAs[driversapi.PositionView](t, "report a location without optional values", r.body); p.SpeedKmh != nil || p.Heading != nil {
 			t.Errorf("report a location without optional values: %+v", p)
+		}
+		// The fixes reach the driver's stream as position frames (the
+		// newest one at least: quick fixes may be folded).
+		if p := h.nextPosition(t, fresh, func(p driversapi.PositionView) bool { return p.Latitude == 45.524 }); p.DriverID != alex.DriverID {
+			t.Errorf("driver stream: position %+v", p)
 		}
 		r = h.do(t, call{name: "driver with a location", method: http.MethodGet, path: "/api/drivers/" + alex.DriverID, want: http.StatusOK})
 		if d := decodeAs[driversapi.DriverView](t, "driver with a location", r.body); d.Location == nil || d.Location.Latitude != 45.524 {
@@ -296,6 +327,13 @@ func TestNewRoutesConformToDocument(t *testing.T) {
 		for _, c := range chefs {
 			h.do(t, call{name: "break for " + c, method: http.MethodPost, path: "/api/kitchen/downtown/chefs/" + c + "/break", header: jsonHeader,
 				body: []byte(`{"onBreak":true}`), want: http.StatusOK})
+		}
+		// Every downtown driver's stream, to see the assignment arrive live.
+		driverStreams := map[string]*sseStream{}
+		for _, id := range []string{"downtown-driver-1", "downtown-driver-2", "downtown-driver-3"} {
+			s := h.openSSE(t, "stream of "+id, "/api/drivers/"+id+"/stream", nil)
+			h.nextDriver(t, s)
+			driverStreams[id] = s
 		}
 		placed := h.placeOrder(t, "customer-delivery")
 		testkit.Eventually(t, 30*time.Second, func() error {
@@ -361,6 +399,13 @@ func TestNewRoutesConformToDocument(t *testing.T) {
 			}
 			return nil
 		})
+		ds := driverStreams[driver]
+		if ds == nil {
+			t.Fatalf("order assigned to %s, not a catalogue driver of downtown", driver)
+		}
+		if d := h.awaitDriver(t, ds, func(d driversapi.DriverView) bool { return d.CurrentOrderID != nil }); *d.CurrentOrderID != o.OrderID || d.Status != driversapi.StatusBusy || d.CurrentDelivery == nil {
+			t.Errorf("driver stream: the assignment shows as %+v", d)
+		}
 		r = h.do(t, call{name: "assigned driver", method: http.MethodGet, path: driverPath, want: http.StatusOK})
 		if d := decodeAs[driversapi.DriverView](t, "assigned driver", r.body); d.Status != driversapi.StatusBusy || d.CurrentDelivery == nil || d.CurrentDelivery.PickedUpAt != nil {
 			t.Errorf("assigned driver: %+v", d)
@@ -404,11 +449,19 @@ func TestNewRoutesConformToDocument(t *testing.T) {
 		}
 		r = h.do(t, call{name: "second pickup", method: http.MethodPost, path: driverPath + "/pickup", header: jsonHeader, body: orderBody, want: http.StatusConflict})
 		expectProblem(t, "second pickup", r, problem.TypeInvalidTransition)
+		if d := h.awaitDriver(t, ds, func(d driversapi.DriverView) bool {
+			return d.CurrentDelivery == nil || d.CurrentDelivery.PickedUpAt != nil
+		}); d.CurrentDelivery == nil {
+			t.Errorf("driver stream: the delivery vanished before it was picked up: %+v", d)
+		}
 		h.awaitStatus(t, o.OrderID, "OutForDelivery")
 
 		r = h.do(t, call{name: "deliver", method: http.MethodPost, path: driverPath + "/deliver", header: jsonHeader, body: orderBody, want: http.StatusOK})
 		if d := decodeAs[driversapi.DriverView](t, "deliver", r.body); d.DeliveriesCompleted < 1 || (d.CurrentOrderID != nil && *d.CurrentOrderID == o.OrderID) {
 			t.Errorf("deliver: %+v", d)
+		}
+		if d := h.awaitDriver(t, ds, func(d driversapi.DriverView) bool { return d.CurrentOrderID == nil }); d.Status != driversapi.StatusAvailable || d.DeliveriesCompleted < 1 {
+			t.Errorf("driver stream: after the delivery %+v", d)
 		}
 		final := h.awaitStatus(t, o.OrderID, "Delivered")
 		delivered = orderDoc{OrderID: final.OrderID, Status: final.Status, Version: final.Version}
@@ -526,6 +579,29 @@ func TestNewRoutesConformToDocument(t *testing.T) {
 		expectProblem(t, "kitchen stream of an unknown restaurant", r, problem.TypeNotFound)
 		r = h.do(t, call{name: "dashboard stream of an unknown restaurant", method: http.MethodGet, path: "/api/dashboard/nowhere/stream", want: http.StatusNotFound})
 		expectProblem(t, "dashboard stream of an unknown restaurant", r, problem.TypeNotFound)
+
+		// The positions of pearl's drivers (a registered one reported fixes
+		// above) follow the dashboard, then move with the drivers.
+		ps := h.openSSE(t, "pearl dashboard stream", "/api/dashboard/pearl/stream", nil)
+		h.nextSnapshot(t, ps, "dashboard", "Dashboard")
+		first := h.nextPositions(t, ps)
+		if first.RestaurantID != "pearl" || len(first.Positions) == 0 {
+			t.Fatalf("pearl dashboard stream: positions %+v, want the registered driver's", first)
+		}
+		mover := first.Positions[0]
+		for _, lat := range []float64{45.530, 45.531, 45.532} {
+			h.do(t, call{name: "move a pearl driver", method: http.MethodPost, path: "/api/drivers/" + mover.DriverID + "/location", header: jsonHeader,
+				body: []byte(fmt.Sprintf(`{"latitude":%v,"longitude":-122.68}`, lat)), want: http.StatusOK})
+		}
+		start := time.Now()
+		for {
+			p := h.nextPositions(t, ps)
+			i := slices.IndexFunc(p.Positions, func(v driversapi.PositionView) bool { return v.DriverID == mover.DriverID })
+			if i >= 0 && p.Positions[i].Latitude == 45.532 {
+				t.Logf("the last of 3 fixes reached the dashboard stream in %v", time.Since(start))
+				break
+			}
+		}
 	})
 }
 
@@ -637,4 +713,77 @@ func (h *harness) nextSnapshot(t *testing.T, s *sseStream, event, schema string)
 		}
 		return f
 	}
+}
+
+// nextEvent skips comments, hints and frames of other events up to the
+// next frame of event, and checks its data against the named schema.
+func (h *harness) nextEvent(t *testing.T, s *sseStream, event, schema string) sseFrame {
+	t.Helper()
+	for {
+		f := s.frame(t)
+		if f.event != event {
+			continue
+		}
+		var v any
+		if err := json.Unmarshal([]byte(f.data), &v); err != nil {
+			t.Fatalf("%s: data is not JSON: %v: %s", s.name, err, f.data)
+		}
+		if err := h.doc.Components.Schemas[schema].Value.VisitJSON(v, openapi3.VisitAsResponse(), openapi3.MultiErrors()); err != nil {
+			t.Errorf("%s: data does not conform to the %s schema: %v\n%s", s.name, schema, err, truncate([]byte(f.data)))
+		}
+		return f
+	}
+}
+
+// nextDriver reads the next driver snapshot of a driver stream and checks
+// that its id is the driver's version.
+func (h *harness) nextDriver(t *testing.T, s *sseStream) driversapi.DriverView {
+	t.Helper()
+	f := h.nextEvent(t, s, "driver", "Driver")
+	d := decodeAs[driversapi.DriverView](t, s.name, []byte(f.data))
+	if !f.hasID || f.id != strconv.FormatUint(d.Version, 10) {
+		t.Errorf("%s: frame id %q for driver version %d", s.name, f.id, d.Version)
+	}
+	return d
+}
+
+// awaitDriver reads driver snapshots until one satisfies ok; versions
+// only grow on the way.
+func (h *harness) awaitDriver(t *testing.T, s *sseStream, ok func(driversapi.DriverView) bool) driversapi.DriverView {
+	t.Helper()
+	var last uint64
+	for {
+		d := h.nextDriver(t, s)
+		if d.Version <= last {
+			t.Errorf("%s: version %d after %d", s.name, d.Version, last)
+		}
+		last = d.Version
+		if ok(d) {
+			return d
+		}
+	}
+}
+
+// nextPosition reads a driver stream's position frames until one satisfies ok.
+func (h *harness) nextPosition(t *testing.T, s *sseStream, ok func(driversapi.PositionView) bool) driversapi.PositionView {
+	t.Helper()
+	for {
+		f := h.nextEvent(t, s, "position", "DriverPosition")
+		if f.hasID {
+			t.Errorf("%s: a position frame has an id (%q)", s.name, f.id)
+		}
+		if p := decodeAs[driversapi.PositionView](t, s.name, []byte(f.data)); ok(p) {
+			return p
+		}
+	}
+}
+
+// nextPositions reads the next positions frame of a dashboard stream.
+func (h *harness) nextPositions(t *testing.T, s *sseStream) gateway.DriverPositions {
+	t.Helper()
+	f := h.nextEvent(t, s, "positions", "DriverPositions")
+	if f.hasID {
+		t.Errorf("%s: a positions frame has an id (%q)", s.name, f.id)
+	}
+	return decodeAs[gateway.DriverPositions](t, s.name, []byte(f.data))
 }

@@ -56,11 +56,11 @@ func (g *Gateway) errorHandler(err error, c echo.Context) {
 			p = tooLarge(g.cfg.MaxBodyBytes)
 		}
 	default:
-		g.deps.Log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+		g.deps.Log.ErrorContext(c.Request().Context(), "request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
 		p = &ordersapi.Problem{Type: ordersapi.TypeInternal, Title: "Internal error", Status: http.StatusInternalServerError}
 	}
 	if err := writeProblem(c, p); err != nil {
-		g.deps.Log.Warn("writing problem failed", "err", err)
+		g.deps.Log.WarnContext(c.Request().Context(), "writing problem failed", "err", err)
 	}
 }
 

@@ -44,7 +44,7 @@ func (g *Gateway) routes() *echo.Echo {
 			AllowOrigins:  g.cfg.CORSOrigins,
 			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete},
 			AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, HeaderIdempotencyKey, "Last-Event-ID", HeaderRequestID},
-			ExposeHeaders: []string{echo.HeaderLocation, HeaderReplayed, HeaderConsistency, HeaderRequestID, "Retry-After"},
+			ExposeHeaders: []string{echo.HeaderLocation, HeaderReplayed, HeaderConsistency, HeaderRequestID, regionHeader, "Retry-After"},
 			MaxAge:        600,
 		}))
 	}
@@ -83,7 +83,7 @@ func (g *Gateway) recoverer(next echo.HandlerFunc) echo.HandlerFunc {
 				if r == http.ErrAbortHandler {
 					panic(r)
 				}
-				g.deps.Log.Error("handler panic", "path", c.Request().URL.Path, "panic", r)
+				g.deps.Log.ErrorContext(c.Request().Context(), "handler panic", "path", c.Request().URL.Path, "panic", r)
 				err = errors.New("internal error")
 			}
 		}()
@@ -248,12 +248,23 @@ func (g *Gateway) placeOrder(c echo.Context) error {
 		return ordersapi.Validation(ordersapi.FieldError{Field: HeaderIdempotencyKey, Detail: "is longer than " + strconv.Itoa(ordersapi.MaxIdempotencyKey) + " characters"})
 	}
 	cmd := ordersapi.PlaceCommand{Request: req, IdempotencyKey: key, CorrelationID: c.Get("request_id").(string), TraceParent: c.Request().Header.Get("traceparent")}
-	reply, err := g.command(c.Request().Context(), ordersapi.SubjectPlace, cmd)
+	subject, err := g.subjectFor(req.RestaurantID, ordersapi.SubjectPlace)
+	if err != nil {
+		return err
+	}
+	reply, err := g.command(c.Request().Context(), subject, cmd)
 	if err != nil {
 		return err
 	}
 	g.m.ordersPlaced.Inc()
-	g.awaitProjection(c, reply)
+	g.markRegion(c.Response().Header(), req.RestaurantID)
+	if g.remote(req.RestaurantID) {
+		// The order lives in its restaurant's region: this gateway's read
+		// models will never show it, so there is nothing to wait for.
+		c.Response().Header().Set(HeaderConsistency, "remote")
+	} else {
+		g.awaitProjection(c, reply)
+	}
 	if reply.Replayed {
 		c.Response().Header().Set(HeaderReplayed, "true")
 	}
@@ -314,7 +325,7 @@ func (g *Gateway) awaitProjection(c echo.Context, reply ordersapi.CommandReply) 
 	g.m.rywWait.Observe(time.Since(start).Seconds())
 	if err != nil {
 		g.m.rywTimeouts.Inc()
-		g.deps.Log.Warn("read model did not reach the command's result in time", "order_id", reply.Order.OrderID, "seq", reply.Seq, "err", err)
+		g.deps.Log.WarnContext(c.Request().Context(), "read model did not reach the command's result in time", "order_id", reply.Order.OrderID, "seq", reply.Seq, "err", err)
 		c.Response().Header().Set(HeaderConsistency, "pending")
 		return
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/awesome-pizza/pizza/pkg/events"
 	"github.com/awesome-pizza/pizza/pkg/problem"
-	"github.com/awesome-pizza/pizza/services/drivers/driversapi"
 	"github.com/awesome-pizza/pizza/services/gateway/auth"
 	"github.com/awesome-pizza/pizza/services/gateway/internal/hub"
 	"github.com/labstack/echo/v4"
@@ -83,7 +82,7 @@ func (g *Gateway) authorize(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		pol, ok := g.policies[c.Request().Method+" "+c.Path()]
 		if !ok {
-			g.deps.Log.Error("route has no access policy", "method", c.Request().Method, "route", c.Path())
+			g.deps.Log.ErrorContext(c.Request().Context(), "route has no access policy", "method", c.Request().Method, "route", c.Path())
 			return forbidden("this route has no access policy")
 		}
 		if err := pol(g, c, principal(c)); err != nil {
@@ -180,19 +179,10 @@ func driverAccess(self bool) policy {
 	}
 }
 
+// driverRestaurant returns the restaurant of a registered driver.
 func (g *Gateway) driverRestaurant(ctx context.Context, driverID string) (string, error) {
-	if events.ValidateID(driverID) != nil {
-		return "", errors.New("invalid driver id")
-	}
-	raw, err := g.deps.Redis.Get(ctx, driversapi.DriverKey(g.cfg.Keyspace, driverID)).Bytes()
-	if err != nil {
-		return "", err
-	}
-	var v driversapi.DriverView
-	if err := jsonUnmarshal(raw, &v); err != nil {
-		return "", err
-	}
-	return v.RestaurantID, nil
+	v, err := g.loadDriver(ctx, driverID)
+	return v.RestaurantID, err
 }
 
 // customerSelf admits a customer acting on their own data.
@@ -233,6 +223,7 @@ func (g *Gateway) accessPolicies() map[string]policy {
 		"POST /api/drivers":                                   roles(auth.RoleManager),
 		"GET /api/drivers":                                    roles(auth.RoleManager),
 		"GET /api/drivers/:driverId":                          driverAccess(true),
+		"GET /api/drivers/:driverId/stream":                   driverAccess(true),
 		"PUT /api/drivers/:driverId/status":                   driverAccess(true),
 		"POST /api/drivers/:driverId/location":                driverAccess(true),
 		"POST /api/drivers/:driverId/pickup":                  driverAccess(true),
@@ -242,6 +233,7 @@ func (g *Gateway) accessPolicies() map[string]policy {
 		"GET /api/kitchens/:restaurantId/telemetry":           restaurantStaff(kitchenStaff...),
 		"GET /api/dashboard/:restaurantId":                    restaurantStaff(staff...),
 		"GET /api/dashboard/:restaurantId/stream":             restaurantStaff(staff...),
+		"GET /api/global/dashboard":                           roles(), // operators only
 	}
 }
 

@@ -1,10 +1,9 @@
 package gateway
 
 import (
-	"context"
+	"bytes"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -43,25 +42,14 @@ func (g *Gateway) trackOrder(c echo.Context) error {
 		return err
 	}
 	var sent uint64
-	if last := c.Request().Header.Get("Last-Event-ID"); last != "" {
-		sent, _ = strconv.ParseUint(last, 10, 64)
-	} else if last := c.QueryParam("lastEventId"); last != "" {
+	if last := lastEventID(c); last != "" {
 		sent, _ = strconv.ParseUint(last, 10, 64)
 	}
 
 	res := c.Response()
-	h := res.Header()
-	h.Set(echo.HeaderContentType, "text/event-stream")
-	h.Set(echo.HeaderCacheControl, "no-cache")
-	h.Set(echo.HeaderConnection, "keep-alive")
-	h.Set("X-Accel-Buffering", "no")
-	res.WriteHeader(http.StatusOK)
-	// Streams live as long as the client wants: lift any write deadline.
-	_ = http.NewResponseController(res.Writer).SetWriteDeadline(time.Time{})
-	g.m.sseClients.Inc()
-	defer g.m.sseClients.Dec()
-
-	if _, err := fmt.Fprint(res, "retry: 2000\n\n"); err != nil {
+	end, ok := g.startSSE(res)
+	defer end()
+	if !ok {
 		return nil
 	}
 	send := func(seq uint64, data []byte) error {
@@ -79,40 +67,22 @@ func (g *Gateway) trackOrder(c echo.Context) error {
 		return nil
 	}
 	res.Flush()
-	// While a driver carries the order, its position and a fresh ETA go
-	// out as "driver" events (no id: they are telemetry, not order history).
-	var (
-		driverW    *hub.Watcher
-		stopDriver = func() {}
-		driverID   string
-		current    = view
-	)
-	defer func() { stopDriver() }()
+	// While the order is with its driver, the order read model carries
+	// the driver's last position and a live ETA (driverTracking, folded in
+	// by the orders service without a new version). Each newer fix goes out
+	// as a "driver" event with no id: it is telemetry, not order history,
+	// and Last-Event-ID keeps naming the order's version.
+	var driverSeq uint64
 	follow := func(v ordersapi.OrderView) error {
-		current = v
-		want := ""
-		if v.AssignedDriverID != nil && slices.Contains([]string{"DriverAssigned", "PickedUp", "OutForDelivery"}, v.Status) {
-			want = *v.AssignedDriverID
-		}
-		if want == driverID {
+		tr := v.DriverTracking
+		if tr == nil || !slices.Contains(ordersapi.TrackedStatuses, v.Status) || tr.Seq <= driverSeq {
 			return nil
 		}
-		stopDriver()
-		driverW, stopDriver, driverID = nil, func() {}, want
-		if want == "" {
-			return nil
-		}
-		driverW, stopDriver = g.hub.WatchDriver(want)
-		return g.sendDriver(res, current, want)
+		driverSeq = tr.Seq
+		return sendDriver(res, tr)
 	}
 	if err := follow(view); err != nil {
 		return nil
-	}
-	driverC := func() <-chan struct{} {
-		if driverW == nil {
-			return nil
-		}
-		return driverW.C()
 	}
 	heartbeat := time.NewTicker(g.cfg.Heartbeat)
 	defer heartbeat.Stop()
@@ -122,11 +92,6 @@ func (g *Gateway) trackOrder(c echo.Context) error {
 			return nil
 		case <-g.streams.Done():
 			return nil
-		case <-driverC():
-			driverW.Latest()
-			if err := g.sendDriver(res, current, driverID); err != nil {
-				return nil
-			}
 		case <-heartbeat.C:
 			if _, err := fmt.Fprint(res, ": heartbeat\n\n"); err != nil {
 				return nil
@@ -134,7 +99,10 @@ func (g *Gateway) trackOrder(c echo.Context) error {
 			res.Flush()
 		case <-w.C():
 			n, resync := w.Latest()
-			if resync {
+			if resync || (n != nil && n.Seq <= sent) {
+				// A missed notification, or a change without a new version
+				// (the driver's position): the hub keeps one snapshot per
+				// version, so read the newest from the read model.
 				v, raw, err := g.hub.Load(ctx, id)
 				if err == nil {
 					if err := send(v.Version, raw); err != nil {
@@ -149,9 +117,14 @@ func (g *Gateway) trackOrder(c echo.Context) error {
 			if n == nil {
 				continue
 			}
-			data, err := jsonMarshal(n.Order)
-			if err != nil {
-				return nil
+			// The order as the projector encoded it (compact JSON: one
+			// data line); re-encoded only if it is missing or spans lines.
+			data := []byte(n.OrderJSON)
+			if len(data) == 0 || bytes.ContainsAny(data, "\r\n") {
+				var err error
+				if data, err = jsonMarshal(n.Order); err != nil {
+					return nil
+				}
 			}
 			if err := send(n.Seq, data); err != nil {
 				return nil
@@ -170,27 +143,19 @@ type DriverUpdate struct {
 	Longitude float64   `json:"longitude"`
 	At        time.Time `json:"at"`
 	SpeedKmh  *float64  `json:"speedKmh"`
-	// EtaAt is recomputed from the position, the speed (the reported one,
-	// or a typical 25 km/h) and the distance left to the delivery address.
+	// EtaAt is the orders service's ETA, recomputed from the position,
+	// the speed and the distance left to the delivery address.
 	EtaAt *time.Time `json:"etaAt"`
+	// DistanceKm is the straight-line distance left.
+	DistanceKm float64 `json:"distanceKm"`
+	// Seq is the TELEMETRY sequence of the fix (it only grows).
+	Seq uint64 `json:"seq"`
 }
 
-// sendDriver writes the driver's last position (if any) with a fresh ETA.
-func (g *Gateway) sendDriver(res *echo.Response, order ordersapi.OrderView, driverID string) error {
-	pos, err := g.position(context.Background(), driverID)
-	if err != nil || pos == nil {
-		return nil // no position yet: nothing to show
-	}
-	u := DriverUpdate{DriverID: driverID, Latitude: pos.Latitude, Longitude: pos.Longitude, At: pos.At, SpeedKmh: pos.SpeedKmh}
-	if order.DeliveryLocation != nil {
-		speed := 25.0
-		if pos.SpeedKmh != nil && *pos.SpeedKmh > 5 {
-			speed = *pos.SpeedKmh
-		}
-		km := haversineKm(pos.Latitude, pos.Longitude, order.DeliveryLocation.Latitude, order.DeliveryLocation.Longitude)
-		eta := time.Now().UTC().Add(time.Duration(km / speed * float64(time.Hour) / g.cfg.TimeScale))
-		u.EtaAt = &eta
-	}
+// sendDriver writes the driver's position from the order's view.
+func sendDriver(res *echo.Response, tr *ordersapi.DriverTracking) error {
+	eta := tr.EtaAt
+	u := DriverUpdate{DriverID: tr.DriverID, Latitude: tr.Latitude, Longitude: tr.Longitude, At: tr.At, SpeedKmh: tr.SpeedKmh, EtaAt: &eta, DistanceKm: tr.DistanceKm, Seq: tr.Seq}
 	data, err := jsonMarshal(u)
 	if err != nil {
 		return err
@@ -202,10 +167,33 @@ func (g *Gateway) sendDriver(res *echo.Response, order ordersapi.OrderView, driv
 	return nil
 }
 
-func haversineKm(lat1, lon1, lat2, lon2 float64) float64 {
-	const r = 6371.0
-	rad := math.Pi / 180
-	dLat, dLon := (lat2-lat1)*rad, (lon2-lon1)*rad
-	a := math.Sin(dLat/2)*math.Sin(dLat/2) + math.Cos(lat1*rad)*math.Cos(lat2*rad)*math.Sin(dLon/2)*math.Sin(dLon/2)
-	return 2 * r * math.Asin(math.Sqrt(a))
+// lastEventID is where a client resumes a stream: the Last-Event-ID
+// header, or the lastEventId query parameter (a browser's EventSource
+// cannot set headers on its first connection).
+func lastEventID(c echo.Context) string {
+	if id := c.Request().Header.Get("Last-Event-ID"); id != "" {
+		return id
+	}
+	return c.QueryParam("lastEventId")
+}
+
+// startSSE answers with an event stream: its headers, no write deadline
+// (a stream lives as long as its client wants), and the reconnect hint.
+// The stream counts as a client until end runs; ok is false when the
+// client is already gone.
+func (g *Gateway) startSSE(res *echo.Response) (end func(), ok bool) {
+	h := res.Header()
+	h.Set(echo.HeaderContentType, "text/event-stream")
+	h.Set(echo.HeaderCacheControl, "no-cache")
+	h.Set(echo.HeaderConnection, "keep-alive")
+	h.Set("X-Accel-Buffering", "no")
+	res.WriteHeader(http.StatusOK)
+	_ = http.NewResponseController(res.Writer).SetWriteDeadline(time.Time{})
+	g.m.sseClients.Inc()
+	end = g.m.sseClients.Dec
+	if _, err := fmt.Fprint(res, "retry: 2000\n\n"); err != nil {
+		return end, false
+	}
+	res.Flush()
+	return end, true
 }

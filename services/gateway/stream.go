@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -31,21 +30,11 @@ func (g *Gateway) streamRestaurant(c echo.Context, rid, event string, load func(
 	if err != nil {
 		return err
 	}
-	sent := c.Request().Header.Get("Last-Event-ID")
-	if sent == "" {
-		sent = c.QueryParam("lastEventId")
-	}
+	sent := lastEventID(c)
 	res := c.Response()
-	h := res.Header()
-	h.Set(echo.HeaderContentType, "text/event-stream")
-	h.Set(echo.HeaderCacheControl, "no-cache")
-	h.Set(echo.HeaderConnection, "keep-alive")
-	h.Set("X-Accel-Buffering", "no")
-	res.WriteHeader(http.StatusOK)
-	_ = http.NewResponseController(res.Writer).SetWriteDeadline(time.Time{})
-	g.m.sseClients.Inc()
-	defer g.m.sseClients.Dec()
-	if _, err := fmt.Fprint(res, "retry: 2000\n\n"); err != nil {
+	end, ok := g.startSSE(res)
+	defer end()
+	if !ok {
 		return nil
 	}
 	send := func(id string, data []byte) error {

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -21,10 +22,15 @@ import (
 //
 // The pages talk to the API like any client: REST under /api and the SSE
 // streams (order tracking with the driver's position, kitchen display,
-// dashboard), read with fetch so that they can send an
-// `Authorization: Bearer` header from a token kept in localStorage
-// ("pizza.token"). Login itself is not part of the UI: a page the API
+// dashboard with its drivers' positions, the driver's own stream), read
+// with fetch so that they can send an `Authorization: Bearer` header from
+// a token kept in localStorage ("pizza.token"). Login itself is not part of the UI: a page the API
 // refuses offers a box to paste a token.
+//
+// What every page repeats (the head's metadata and styles, the top bar)
+// lives once under web/partials/: a page names it with a comment such as
+// <!--#include topbar-->, expanded when the gateway starts (partials are
+// not served on their own).
 
 //go:embed web
 var webFiles embed.FS
@@ -65,12 +71,37 @@ func loadUIFile(name string) (uiFile, error) {
 	if err != nil {
 		return uiFile{}, err
 	}
+	if path.Ext(name) == ".html" {
+		if b, err = expandIncludes(name, b); err != nil {
+			return uiFile{}, err
+		}
+	}
 	ctype, ok := uiContentTypes[path.Ext(name)]
 	if !ok {
 		return uiFile{}, fmt.Errorf("ui: no content type for %s", name)
 	}
 	sum := sha256.Sum256(b)
 	return uiFile{body: b, ctype: ctype, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}, nil
+}
+
+// uiInclude is a page's reference to a partial, with the line's end.
+var uiInclude = regexp.MustCompile(`<!--#include ([a-z0-9-]+)-->\n?`)
+
+// expandIncludes replaces every <!--#include NAME--> of a page with
+// web/partials/NAME.html. An unknown partial is an error: the page would
+// be broken.
+func expandIncludes(page string, b []byte) ([]byte, error) {
+	var missing error
+	out := uiInclude.ReplaceAllFunc(b, func(m []byte) []byte {
+		name := string(uiInclude.FindSubmatch(m)[1])
+		part, err := webFiles.ReadFile("web/partials/" + name + ".html")
+		if err != nil {
+			missing = fmt.Errorf("ui: %s includes %q: %w", page, name, err)
+			return m
+		}
+		return part
+	})
+	return out, missing
 }
 
 // uiRoutes lists every UI route with the embedded file it serves.

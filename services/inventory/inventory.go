@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/catalog"
@@ -42,6 +41,11 @@ type Config struct {
 	Concurrency int
 	// HandlerTimeout bounds the handling of one consumed event. Default 10s.
 	HandlerTimeout time.Duration
+	// Scale says how several instances share inventory-orders and
+	// inventory-kitchen (ADR 0015, docs/scaling.md): partitioned, each
+	// order's events are handled in order by one instance at a time. The
+	// zero value keeps one shared durable per upstream stream.
+	Scale eventstore.Scale
 }
 
 // Deps are the connections and collaborators the service runs with.
@@ -69,8 +73,7 @@ type Service struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	mu        sync.Mutex
-	consumers []*eventstore.Consumer
-	running   atomic.Int32 // consumers running
+	consumers eventstore.Consumers
 	stopOnce  sync.Once
 }
 
@@ -96,6 +99,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	if cfg.HandlerTimeout <= 0 {
 		cfg.HandlerTimeout = 10 * time.Second
+	}
+	if err := cfg.Scale.Validate(); err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
 	}
 	if deps.Registry == nil {
 		deps.Registry = events.NewRegistry()
@@ -149,7 +155,7 @@ func (s *Service) Start(ctx context.Context) error {
 	}()
 
 	s.proj = projection.New(s.deps.JS, s.deps.Redis, s.deps.Registry, app.Projector{}, projection.Options{
-		Keyspace: s.cfg.Keyspace, Logger: s.deps.Log,
+		Keyspace: s.cfg.Keyspace, Logger: s.deps.Log, LeaseOwner: s.cfg.Scale.InstanceID,
 		OnDeadLetter: func(dl eventstore.DeadLetter) { s.metrics.DeadLetters.WithLabelValues(dl.Consumer).Inc() },
 	})
 	s.goRun(func() { _ = s.proj.Run(runCtx) })
@@ -159,13 +165,7 @@ func (s *Service) Start(ctx context.Context) error {
 		inventoryapi.DurableKitchen: s.cmds.OnKitchenEvent,
 	}
 	for _, spec := range consumerSpecs() {
-		err := s.consume(runCtx, spec, handlers[spec.Durable])
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			s.deps.Log.Warn("upstream stream does not exist yet; its consumer starts when it does", "stream", spec.Stream, "consumer", spec.Durable)
-			s.goRun(func() { s.consumeWhenAvailable(runCtx, spec, handlers[spec.Durable]) })
-			continue
-		}
-		if err != nil {
+		if err := s.consume(runCtx, spec, handlers[spec.Durable]); err != nil {
 			s.Stop()
 			return fmt.Errorf("inventory: %w", err)
 		}
@@ -205,53 +205,30 @@ func (s *Service) goRun(f func()) {
 	}()
 }
 
-// consume starts one durable consumer; each event is handled under a deadline.
+// consume starts one durable consumer (or, with Config.Scale partitioned,
+// this instance's member of the partitioned consumer); each event is handled
+// under a deadline.
 func (s *Service) consume(ctx context.Context, spec eventstore.ConsumerSpec, h eventstore.Handler) error {
 	timeout := s.cfg.HandlerTimeout
+	handled := s.metrics.Handled.WithLabelValues(spec.Durable)
 	handler := func(ctx context.Context, rec eventstore.Record) error {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		return h(ctx, rec)
-	}
-	c, err := eventstore.Consume(ctx, s.deps.JS, s.deps.Registry, spec, handler, eventstore.ConsumerOptions{
-		Logger:       s.deps.Log,
-		OnDeadLetter: func(dl eventstore.DeadLetter) { s.metrics.DeadLetters.WithLabelValues(dl.Consumer).Inc() },
-	})
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if ctx.Err() != nil { // stopped meanwhile
-		c.Stop()
+		if err := h(ctx, rec); err != nil {
+			return err
+		}
+		handled.Inc()
 		return nil
 	}
-	s.consumers = append(s.consumers, c)
-	s.running.Add(1)
-	return nil
-}
-
-// consumeWhenAvailable retries starting a consumer until its stream exists.
-func (s *Service) consumeWhenAvailable(ctx context.Context, spec eventstore.ConsumerSpec, h eventstore.Handler) {
-	wait := time.Second
-	for {
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		err := s.consume(ctx, spec, h)
-		if err == nil {
-			s.deps.Log.Info("consumer started", "stream", spec.Stream, "consumer", spec.Durable)
-			return
-		}
-		if !errors.Is(err, jetstream.ErrStreamNotFound) {
-			s.deps.Log.Warn("consumer could not start; retrying", "stream", spec.Stream, "consumer", spec.Durable, "err", err)
-		}
-		wait = min(wait*2, 30*time.Second)
+	copts := eventstore.ConsumerOptions{
+		Logger:       s.deps.Log,
+		OnDeadLetter: func(dl eventstore.DeadLetter) { s.metrics.DeadLetters.WithLabelValues(dl.Consumer).Inc() },
 	}
+	sc := s.cfg.Scale
+	sc.OnOwnership = func(durable string, owned []int) {
+		s.metrics.Partitions.WithLabelValues(durable).Set(float64(len(owned)))
+	}
+	return s.consumers.StartWhenAvailable(ctx, s.deps.JS, s.deps.Registry, sc, spec, handler, copts)
 }
 
 func (s *Service) checkPeriodically(ctx context.Context, interval time.Duration) {
@@ -285,14 +262,7 @@ func (s *Service) Stop() {
 		if s.cancel != nil {
 			s.cancel()
 		}
-		s.mu.Lock()
-		consumers := s.consumers
-		s.consumers = nil
-		s.mu.Unlock()
-		for _, c := range consumers {
-			c.Stop()
-			s.running.Add(-1)
-		}
+		s.consumers.Stop()
 		s.wg.Wait()
 	})
 }
@@ -321,11 +291,15 @@ func (s *Service) Ready(context.Context) error {
 	if s.proj == nil || !s.proj.CaughtUp() {
 		return errors.New("stock read model is still catching up with the log")
 	}
-	if n, want := int(s.running.Load()), len(consumerSpecs()); n < want {
+	if n, want := s.consumers.Len(), len(consumerSpecs()); n < want {
 		return fmt.Errorf("%d of %d durable consumers running (waiting for upstream streams)", n, want)
 	}
 	return nil
 }
+
+// Partitions returns, per durable consumer, the partitions this instance
+// owns (nil when the consumers are not partitioned).
+func (s *Service) Partitions() map[string][]int { return s.consumers.Partitions() }
 
 // Projectors returns the inventory's read-model projectors (for `pizza rebuild`).
 func Projectors() []projection.Projector { return []projection.Projector{app.Projector{}} }

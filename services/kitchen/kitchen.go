@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/catalog"
@@ -52,6 +53,10 @@ type Config struct {
 	Seed int64
 	// Concurrency bounds commands handled at once (default 64).
 	Concurrency int
+	// Scale says how several instances share the reactions' consumers and
+	// the display projector (eventstore.Scale). The scheduler runs in one
+	// instance at a time whatever it says (ADR 0012).
+	Scale eventstore.Scale
 }
 
 // Deps are the connections and collaborators the service runs with.
@@ -73,23 +78,29 @@ type Service struct {
 	policy  domain.Policy
 	metrics *app.Metrics
 
-	proj   *projection.Runtime
-	sched  *app.Scheduler
-	svc    micro.Service
-	eps    *app.Endpoints
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	proj *projection.Runtime
+	// sched is the running scheduler: always, or while this instance
+	// leads the kitchen-scheduler role (Config.Scale partitioned).
+	sched      atomic.Pointer[app.Scheduler]
+	leadership eventstore.Leadership
+	svc        micro.Service
+	eps        *app.Endpoints
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
 
-	mu        sync.Mutex
-	consumers []*eventstore.Consumer
-	waiting   map[string]bool // durables whose stream does not exist yet
-	stopped   bool
+	consumers eventstore.Consumers
+
+	mu      sync.Mutex
+	stopped bool
 }
 
 // New checks the configuration and returns a service ready to Start.
 func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.NC == nil || deps.JS == nil || deps.Redis == nil || deps.Catalog == nil {
 		return nil, errors.New("kitchen: NATS, JetStream, Redis and the catalogue are required")
+	}
+	if err := cfg.Scale.Validate(); err != nil {
+		return nil, fmt.Errorf("kitchen: %w", err)
 	}
 	if deps.Registry == nil {
 		deps.Registry = events.NewRegistry()
@@ -120,8 +131,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	deps.Log = deps.Log.With("service", "kitchen")
 	return &Service{
 		cfg: cfg, deps: deps,
-		policy:  domain.Policy{TimeScale: cfg.TimeScale, QCFailureRate: cfg.QCFailureRate, Seed: cfg.Seed},
-		waiting: map[string]bool{},
+		policy: domain.Policy{TimeScale: cfg.TimeScale, QCFailureRate: cfg.QCFailureRate, Seed: cfg.Seed},
 	}, nil
 }
 
@@ -147,17 +157,40 @@ func (s *Service) Start(ctx context.Context) error {
 	}()
 
 	s.proj = projection.New(s.deps.JS, s.deps.Redis, s.deps.Registry, app.Projector{Catalog: s.deps.Catalog}, projection.Options{
-		Keyspace: s.cfg.Keyspace, Logger: s.deps.Log,
+		Keyspace: s.cfg.Keyspace, Logger: s.deps.Log, LeaseOwner: s.cfg.Scale.InstanceID,
 		OnDeadLetter: func(eventstore.DeadLetter) {
 			s.metrics.DeadLetters.WithLabelValues("projector-" + kitchenapi.ReadModel).Inc()
 		},
 	})
 	store := eventstore.New(s.deps.JS, s.deps.Registry, events.Kitchen)
-	s.sched = app.NewScheduler(s.deps.JS, store, s.deps.Catalog, s.deps.Clock, s.policy, s.deps.Log,
-		func(step string) { s.metrics.Steps.WithLabelValues(step).Inc() })
+	newScheduler := func() *app.Scheduler {
+		return app.NewScheduler(s.deps.JS, store, s.deps.Catalog, s.deps.Clock, s.policy, s.deps.Log,
+			func(step string) { s.metrics.Steps.WithLabelValues(step).Inc() })
+	}
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); _ = s.proj.Run(runCtx) }()
-	go func() { defer s.wg.Done(); _ = s.sched.Run(runCtx) }()
+	if !s.cfg.Scale.Partitioned() {
+		sched := newScheduler()
+		s.sched.Store(sched)
+		go func() { defer s.wg.Done(); _ = sched.Run(runCtx) }()
+	} else {
+		// Scaled out: the scheduler counts every chef's load, so one
+		// instance at a time runs it (ADR 0012); each term folds the log
+		// afresh.
+		go func() {
+			defer s.wg.Done()
+			spec := eventstore.LeaderSpec{Role: "kitchen-scheduler", Member: s.cfg.Scale.InstanceID, TTL: s.cfg.Scale.LeaseTTL, Replicas: s.cfg.Scale.Replicas, Logger: s.deps.Log}
+			err := eventstore.Lead(runCtx, s.deps.JS, spec, &s.leadership, func(ctx context.Context) {
+				sched := newScheduler()
+				s.sched.Store(sched)
+				defer s.sched.Store(nil)
+				_ = sched.Run(ctx)
+			})
+			if err != nil {
+				s.deps.Log.Error("kitchen scheduler election failed; this instance does not schedule", "err", err)
+			}
+		}()
+	}
 
 	reactions := app.NewReactions(store, s.deps.Catalog, s.deps.Clock, s.deps.Log)
 	if err := s.consume(runCtx, app.InventorySpec(), reactions.OnInventory); err != nil {
@@ -192,62 +225,15 @@ func (s *Service) Start(ctx context.Context) error {
 	return nil
 }
 
-// consume starts a durable consumer. If its stream does not exist yet (the
-// owning service has not provisioned it), it keeps trying in the
-// background until it does or the service stops.
+// consume starts a durable consumer (shared or partitioned, as Config.Scale
+// says). If its stream does not exist yet (the owning service has not
+// provisioned it), it keeps trying in the background until it does or the
+// service stops.
 func (s *Service) consume(ctx context.Context, spec eventstore.ConsumerSpec, h eventstore.Handler) error {
-	log := s.deps.Log.With("consumer", spec.Durable, "stream", spec.Stream)
 	opts := eventstore.ConsumerOptions{Logger: s.deps.Log, OnDeadLetter: func(dl eventstore.DeadLetter) {
 		s.metrics.DeadLetters.WithLabelValues(dl.Consumer).Inc()
 	}}
-	c, err := eventstore.Consume(ctx, s.deps.JS, s.deps.Registry, spec, h, opts)
-	if err == nil {
-		s.addConsumer(spec.Durable, c)
-		return nil
-	}
-	if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return err
-	}
-	log.Warn("stream does not exist yet; the consumer starts when it does")
-	s.mu.Lock()
-	s.waiting[spec.Durable] = true
-	s.mu.Unlock()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		wait := 100 * time.Millisecond
-		for {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			c, err := eventstore.Consume(ctx, s.deps.JS, s.deps.Registry, spec, h, opts)
-			if err == nil {
-				log.Info("stream appeared; consumer started")
-				s.addConsumer(spec.Durable, c)
-				return
-			}
-			if !errors.Is(err, jetstream.ErrStreamNotFound) && ctx.Err() == nil {
-				log.Warn("consumer not started; retrying", "retry_in", wait, "err", err)
-			}
-			wait = min(wait*2, 5*time.Second)
-		}
-	}()
-	return nil
-}
-
-func (s *Service) addConsumer(durable string, c *eventstore.Consumer) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.waiting, durable)
-	if s.stopped {
-		c.Stop()
-		return
-	}
-	s.consumers = append(s.consumers, c)
+	return s.consumers.StartWhenAvailable(ctx, s.deps.JS, s.deps.Registry, s.cfg.Scale, spec, h, opts)
 }
 
 // Stop stops taking commands (in-flight ones finish), stops the consumers
@@ -260,16 +246,13 @@ func (s *Service) Stop() {
 		return
 	}
 	s.stopped = true
-	svc, eps, consumers := s.svc, s.eps, s.consumers
-	s.consumers = nil
+	svc, eps := s.svc, s.eps
 	s.mu.Unlock()
 	if svc != nil {
 		_ = svc.Stop()
 		eps.Wait()
 	}
-	for _, c := range consumers {
-		c.Stop()
-	}
+	s.consumers.Stop()
 	if s.cancel != nil {
 		s.cancel()
 	}
@@ -304,16 +287,24 @@ func (s *Service) Ready(context.Context) error {
 	if s.proj == nil || !s.proj.CaughtUp() {
 		errs = append(errs, errors.New("kitchen display is still catching up with the log"))
 	}
-	if s.sched == nil || !s.sched.CaughtUp() {
+	// Scaled out, an instance that does not lead the scheduler role is
+	// ready without one: another instance schedules.
+	standby := s.cfg.Scale.Partitioned() && !s.leadership.Leading()
+	if sched := s.sched.Load(); !standby && (sched == nil || !sched.CaughtUp()) {
 		errs = append(errs, errors.New("kitchen scheduler is still rebuilding from the log"))
 	}
-	s.mu.Lock()
-	for durable := range s.waiting {
+	for _, durable := range s.consumers.Waiting() {
 		errs = append(errs, fmt.Errorf("consumer %s is waiting for its stream", durable))
 	}
-	s.mu.Unlock()
 	return errors.Join(errs...)
 }
+
+// Partitions returns, per partitioned durable, the partitions this
+// instance owns (nil unless partitioned).
+func (s *Service) Partitions() map[string][]int { return s.consumers.Partitions() }
+
+// Scheduling reports whether this instance runs the kitchen's scheduler.
+func (s *Service) Scheduling() bool { return s.sched.Load() != nil }
 
 // Projectors returns the kitchen's read-model projectors (for `pizza rebuild`).
 func Projectors(cat *catalog.Catalog) []projection.Projector {

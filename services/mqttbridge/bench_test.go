@@ -15,7 +15,7 @@ import (
 )
 
 // BenchmarkIngest measures GPS fixes per second from MQTT 3.1.1 clients
-// (one per catalogue driver) into TELEMETRY, through the drivers service,
+// (one per catalogue driver) into TELEMETRY, appended by the bridge,
 // at QoS 0 and QoS 1; RawJetStream is the same number of synchronous
 // publishers straight to JetStream, for the ratio.
 func BenchmarkIngest(b *testing.B) {

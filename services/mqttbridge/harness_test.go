@@ -2,6 +2,9 @@ package mqttbridge_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,10 +22,12 @@ import (
 	"github.com/awesome-pizza/pizza/pkg/problem"
 	"github.com/awesome-pizza/pizza/pkg/testkit"
 	"github.com/awesome-pizza/pizza/services/drivers"
+	"github.com/awesome-pizza/pizza/services/kitchen"
 	"github.com/awesome-pizza/pizza/services/mqttbridge"
 	"github.com/awesome-pizza/pizza/services/mqttbridge/mqttapi"
 	paho "github.com/eclipse/paho.golang/paho"
 	mqtt3 "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,12 +69,21 @@ type harness struct {
 
 func newHarness(t testing.TB, cfg mqttbridge.Config) *harness {
 	t.Helper()
-	ns := testkit.RunJetStream(t)
+	return newHarnessOn(t, cfg, testkit.RunJetStream(t), nil)
+}
+
+// newHarnessOn is newHarness on a given nats-server (one a test restarts);
+// prepare, if set, runs on the provisioned log before any service starts.
+func newHarnessOn(t testing.TB, cfg mqttbridge.Config, ns *server.Server, prepare func(jetstream.JetStream)) *harness {
+	t.Helper()
 	nc := testkit.Connect(t, ns)
 	js := testkit.JetStream(t, nc)
 	ctx := context.Background()
 	if err := eventstore.Provision(ctx, js, eventstore.StreamOptions{}, events.DomainContexts()...); err != nil {
 		t.Fatal(err)
+	}
+	if prepare != nil {
+		prepare(js)
 	}
 	rdb, ks := testkit.Redis(t)
 	h := &harness{t: t, nc: nc, js: js, rdb: rdb, ks: ks, metrics: prometheus.NewRegistry()}
@@ -111,6 +125,24 @@ func (h *harness) startDrivers() {
 	h.t.Cleanup(svc.Stop)
 	h.drivers = svc
 	testkit.Eventually(h.t, waitTimeout, func() error { return svc.Ready(context.Background()) })
+}
+
+// startKitchen starts a kitchen service on the same log and Redis (the
+// owner of the alerts kitchen devices raise).
+func (h *harness) startKitchen() *kitchen.Service {
+	h.t.Helper()
+	svc, err := kitchen.New(kitchen.Config{Keyspace: h.ks, TimeScale: 60}, kitchen.Deps{NC: h.nc, JS: h.js, Redis: h.rdb, Catalog: catalog.Default(), Log: testLogger()})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.t.Cleanup(cancel)
+	if err := svc.Start(ctx); err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(svc.Stop)
+	testkit.Eventually(h.t, waitTimeout, func() error { return svc.Ready(context.Background()) })
+	return svc
 }
 
 // call sends a command; a typed error reply comes back as its problem.
@@ -188,18 +220,46 @@ func (h *harness) telemetry(filter string) []eventstore.Record {
 	reg := mqttapi.NewRegistry()
 	var out []eventstore.Record
 	for uint64(len(out)) < want {
-		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		batch, err := cons.Fetch(int(min(want-uint64(len(out)), 500)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			h.t.Fatalf("reading TELEMETRY after %d of %d: %v", len(out), want, err)
 		}
-		md, _ := m.Metadata()
-		rec, err := eventstore.DecodeMessage(reg, m.Subject(), m.Headers(), m.Data(), md.Stream, md.Sequence.Stream, md.Timestamp)
-		if err != nil {
-			h.t.Fatal(err)
+		n := len(out)
+		for m := range batch.Messages() {
+			md, _ := m.Metadata()
+			rec, err := eventstore.DecodeMessage(reg, m.Subject(), m.Headers(), m.Data(), md.Stream, md.Sequence.Stream, md.Timestamp)
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			out = append(out, rec)
 		}
-		out = append(out, rec)
+		if err := batch.Error(); err != nil || len(out) == n {
+			h.t.Fatalf("reading TELEMETRY after %d of %d: %v", len(out), want, err)
+		}
 	}
 	return out
+}
+
+// plantCredential writes a device credential straight into the bucket, as
+// the issuer would store it but without its checks, and returns the
+// secret.
+func (h *harness) plantCredential(deviceID, kind string) string {
+	h.t.Helper()
+	ctx := context.Background()
+	kv, err := h.js.KeyValue(ctx, mqttapi.CredentialsBucket)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	salt := make([]byte, 16)
+	_, _ = rand.Read(salt)
+	secret := rand.Text()
+	sum := sha256.Sum256(append(append([]byte(nil), salt...), secret...))
+	rec, _ := json.Marshal(map[string]any{"kind": kind, "algorithm": "sha256-salted", "salt": base64.StdEncoding.EncodeToString(salt),
+		"hash": base64.StdEncoding.EncodeToString(sum[:]), "issuedAt": time.Now().UTC()})
+	if _, err := kv.Put(ctx, deviceID, rec); err != nil {
+		h.t.Fatal(err)
+	}
+	return secret
 }
 
 // --- MQTT 3.1.1 clients (eclipse/paho.mqtt.golang) ---

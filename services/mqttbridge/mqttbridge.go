@@ -104,9 +104,10 @@ type Service struct {
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 
-	mu       sync.Mutex
-	consumer *eventstore.Consumer
-	stopped  bool
+	// consumers holds the DurableAssignments consumer: one durable shared
+	// by the bridges (an outbound message goes out through the bridge that
+	// took it, to the devices connected there).
+	consumers eventstore.Consumers
 }
 
 // New checks the configuration and returns a service ready to Start.
@@ -194,11 +195,12 @@ func (s *Service) Start(ctx context.Context) error {
 	}()
 
 	// Stage 1: the broker.
+	driversStore := eventstore.New(s.deps.JS, s.deps.Registry, events.Drivers)
 	s.bridge = app.NewBridge(app.Options{
 		Keyspace: s.cfg.Keyspace, MaxPayloadBytes: s.cfg.MaxPayloadBytes, RatePerSecond: s.cfg.RatePerSecond, RateBurst: s.cfg.RateBurst,
 		CommandTimeout: s.cfg.CommandTimeout, OutboundMaxAge: s.cfg.OutboundMaxAge,
-	}, s.deps.NC, s.deps.JS, s.deps.Redis, creds, log, s.deps.Clock, s.metrics)
-	s.issuer = app.NewIssuer(s.bridge, s.deps.Catalog, eventstore.New(s.deps.JS, s.deps.Registry, events.Drivers))
+	}, s.deps.NC, s.deps.JS, s.deps.Redis, creds, driversStore, log, s.deps.Clock, s.metrics)
+	s.issuer = app.NewIssuer(s.bridge, s.deps.Catalog, driversStore)
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumClients = int64(s.cfg.MaxClients)
 	caps.MaximumPacketSize = uint32(s.cfg.MaxPacketBytes)
@@ -305,7 +307,9 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 
 	// Stage 5: assignments and ETAs to phones.
-	s.consume(ctx, runCtx)
+	if err := s.consume(runCtx); err != nil {
+		return fmt.Errorf("mqttbridge: %w", err)
+	}
 
 	ok = true
 	log.Info("mqtt bridge started", "addr", s.tcp.Addr().String(), "ws_addr", s.cfg.WSAddr, "max_clients", s.cfg.MaxClients,
@@ -315,45 +319,10 @@ func (s *Service) Start(ctx context.Context) error {
 
 // consume starts the DurableAssignments consumer; while DRIVERS does not
 // exist yet it keeps trying in the background (Ready reports it missing).
-func (s *Service) consume(ctx, runCtx context.Context) {
+func (s *Service) consume(ctx context.Context) error {
 	spec := eventstore.ConsumerSpec{Stream: events.Drivers.Stream, Durable: mqttapi.DurableAssignments, FilterSubjects: []string{events.Drivers.Wildcard()}}
 	opts := eventstore.ConsumerOptions{Logger: s.deps.Log, OnDeadLetter: func(dl eventstore.DeadLetter) { s.metrics.DeadLetters.WithLabelValues(dl.Consumer).Inc() }}
-	start := func(ctx context.Context) error {
-		c, err := eventstore.Consume(ctx, s.deps.JS, s.deps.Registry, spec, s.bridge.OnDriverEvent, opts)
-		if err != nil {
-			return err
-		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.stopped {
-			c.Stop()
-			return nil
-		}
-		s.consumer = c
-		return nil
-	}
-	if err := start(ctx); err == nil {
-		return
-	} else {
-		s.deps.Log.Warn("DRIVERS consumer not started yet; retrying in the background", "consumer", spec.Durable, "err", err)
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for wait := 250 * time.Millisecond; ; wait = min(wait*2, 10*time.Second) {
-			t := time.NewTimer(wait)
-			select {
-			case <-runCtx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			if err := start(runCtx); err == nil {
-				s.deps.Log.Info("consumer started", "stream", spec.Stream, "consumer", spec.Durable)
-				return
-			}
-		}
-	}()
+	return s.consumers.StartWhenAvailable(ctx, s.deps.JS, s.deps.Registry, eventstore.Scale{}, spec, s.bridge.OnDriverEvent, opts)
 }
 
 // Stop shuts down in reverse order: no new credential commands, the
@@ -371,14 +340,7 @@ func (s *Service) Stop() {
 		if s.server != nil {
 			_ = s.server.Close()
 		}
-		s.mu.Lock()
-		s.stopped = true
-		c := s.consumer
-		s.consumer = nil
-		s.mu.Unlock()
-		if c != nil {
-			c.Stop()
-		}
+		s.consumers.Stop()
 		if s.cancel != nil {
 			s.cancel()
 		}
@@ -429,9 +391,7 @@ func (s *Service) Ready(context.Context) error {
 	if !s.proj.CaughtUp() {
 		return fmt.Errorf("read model %s is still catching up with the log", mqttapi.ReadModel)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.consumer == nil {
+	if s.consumers.Len() == 0 {
 		return fmt.Errorf("consumer %s is not running", mqttapi.DurableAssignments)
 	}
 	return nil

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -274,8 +273,15 @@ func TestBadPayloadsRejectedAndCounted(t *testing.T) {
 	})
 }
 
+// TestNoPubackWhileLogUnavailable: a QoS 1 publish whose append fails gets
+// no successful PUBACK — MQTT 5 gets 0x83, an MQTT 3.1.1 client gets none
+// and is disconnected — and is stored once the log is back. Locations are
+// appended by the bridge itself, statuses by the drivers service: with the
+// drivers service stopped, locations are still stored and statuses are
+// refused; with JetStream's server shut down, locations are refused.
 func TestNoPubackWhileLogUnavailable(t *testing.T) {
-	h := newHarness(t, mqttbridge.Config{})
+	node := runNATSNode(t)
+	h := newHarnessOn(t, mqttbridge.Config{CommandTimeout: time.Second}, node.server(), nil)
 	c5, _, err := h.connectV5("v5", d1, h.secrets[d1])
 	if err != nil {
 		t.Fatal(err)
@@ -284,192 +290,120 @@ func TestNoPubackWhileLogUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.drivers.Stop() // svc.drivers.location has no responder now
-
-	if rc, err := c5.publish(mqttapi.TopicLocation(d1), 1, map[string]any{"lat": 45.1, "lon": -122.1}); err == nil || rc != 0x83 {
-		t.Fatalf("MQTT 5 publish while the log is unavailable: PUBACK %#x, err %v; want failure 0x83", rc, err)
+	unavailable := func() float64 {
+		return h.counter("pizza_mqtt_messages_total", map[string]string{"outcome": "unavailable"})
 	}
-	tok := c3.Publish(mqttapi.TopicLocation(d2), 1, false, body(map[string]any{"lat": 45.2, "lon": -122.2}))
-	if !tok.WaitTimeout(waitTimeout) {
-		t.Fatal("the MQTT 3.1.1 publish neither completed nor failed")
-	}
-	if tok.Error() == nil {
-		t.Fatal("MQTT 3.1.1 publish acknowledged while the log is unavailable")
-	}
-	testkit.Eventually(t, waitTimeout, func() error {
-		if c3.IsConnectionOpen() {
-			return errors.New("the MQTT 3.1.1 client is still connected")
+	mustDrop := func(c *v3Client, topic string, payload any) {
+		t.Helper()
+		tok := c.Publish(topic, 1, false, body(payload))
+		if !tok.WaitTimeout(waitTimeout) {
+			t.Fatal("the MQTT 3.1.1 publish neither completed nor failed")
 		}
-		return nil
-	})
-	if got := h.counter("pizza_mqtt_messages_total", map[string]string{"outcome": "unavailable"}); got != 2 {
+		if tok.Error() == nil {
+			t.Fatalf("MQTT 3.1.1 publish on %s acknowledged while its log is unavailable", topic)
+		}
+		testkit.Eventually(t, waitTimeout, func() error {
+			if c.IsConnectionOpen() {
+				return errors.New("the MQTT 3.1.1 client is still connected")
+			}
+			return nil
+		})
+	}
+
+	// The drivers service is down: svc.drivers.status has no responder.
+	h.drivers.Stop()
+	if rc, err := c5.publish(mqttapi.TopicLocation(d1), 1, map[string]any{"lat": 45.1, "lon": -122.1}); err != nil || rc != 0 {
+		t.Fatalf("location without the drivers service: PUBACK %#x, err %v; want it stored", rc, err)
+	}
+	if rc, err := c5.publish(mqttapi.TopicStatus(d1), 1, map[string]any{"status": "OnBreak"}); err == nil || rc != 0x83 {
+		t.Fatalf("MQTT 5 status without the drivers service: PUBACK %#x, err %v; want failure 0x83", rc, err)
+	}
+	mustDrop(c3, mqttapi.TopicStatus(d2), map[string]any{"status": "OnBreak"})
+	if got := unavailable(); got != 2 {
 		t.Fatalf("unavailable counted %v, want 2", got)
 	}
-	// The bridge closed the MQTT 3.1.1 connection itself: the driver is
-	// not set Offline for it.
+	if n := len(h.telemetry(events.DriverLocationSubject(d1))); n != 1 {
+		t.Fatalf("%d fixes of %s stored, want 1", n, d1)
+	}
+	h.startDrivers()
+	h.waitPosition(d1, 45.1, -122.1) // appended by the bridge, projected by the drivers service
+
+	// JetStream is down: its server is shut down.
+	c3, err = h.connectV3("v3", d2, h.secrets[d2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	node.stop()
+	if rc, err := c5.publish(mqttapi.TopicLocation(d1), 1, map[string]any{"lat": 45.3, "lon": -122.3}); err == nil || rc != 0x83 {
+		t.Fatalf("MQTT 5 location while the log is unavailable: PUBACK %#x, err %v; want failure 0x83", rc, err)
+	}
+	mustDrop(c3, mqttapi.TopicLocation(d2), map[string]any{"lat": 45.2, "lon": -122.2})
+	if got := unavailable(); got != 4 {
+		t.Fatalf("unavailable counted %v, want 4", got)
+	}
+	// The bridge closed the MQTT 3.1.1 connections itself: the driver is
+	// not set Offline for them.
 	if got := h.counter("pizza_mqtt_drivers_offline_total", nil); got != 0 {
 		t.Fatalf("offline attempts %v", got)
 	}
 
-	h.startDrivers()
-	if rc, err := c5.publish(mqttapi.TopicLocation(d1), 1, map[string]any{"lat": 45.1, "lon": -122.1}); err != nil || rc != 0 {
-		t.Fatalf("after recovery: %#x %v", rc, err)
+	// The log is back: the phones send the same messages again.
+	node.start()
+	testkit.Eventually(t, 2*waitTimeout, func() error {
+		if rc, err := c5.publish(mqttapi.TopicLocation(d1), 1, map[string]any{"lat": 45.3, "lon": -122.3}); err != nil || rc != 0 {
+			return fmt.Errorf("after recovery: PUBACK %#x, %v", rc, err)
+		}
+		return nil
+	})
+	testkit.Eventually(t, 2*waitTimeout, func() error {
+		c3b, err := h.connectV3("v3", d2, h.secrets[d2])
+		if err != nil {
+			return err
+		}
+		return c3b.publish(mqttapi.TopicLocation(d2), 1, map[string]any{"lat": 45.2, "lon": -122.2})
+	})
+	h.waitPosition(d1, 45.3, -122.3)
+	h.waitPosition(d2, 45.2, -122.2)
+	// Each fix is stored once, however often it was sent.
+	if n := len(h.telemetry(events.DriverLocationSubject(d1))); n != 2 {
+		t.Fatalf("%d fixes of %s stored, want 2", n, d1)
 	}
-	c3b, err := h.connectV3("v3", d2, h.secrets[d2])
+	if n := len(h.telemetry(events.DriverLocationSubject(d2))); n != 1 {
+		t.Fatalf("%d fixes of %s stored, want 1", n, d2)
+	}
+}
+
+// TestFixOfUnknownDriverRefused: a device holding valid credentials for a
+// driver id DRIVERS does not know (written straight into the credentials
+// bucket, which the issuer would not do) gets its fixes refused like any
+// payload that cannot be stored, until the driver is registered.
+func TestFixOfUnknownDriverRefused(t *testing.T) {
+	h := newHarness(t, mqttbridge.Config{})
+	const ghost = "ghost-driver-1"
+	secret := h.plantCredential(ghost, mqttapi.KindDriver)
+	c5, _, err := h.connectV5("ghost5", ghost, secret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c3b.publish(mqttapi.TopicLocation(d2), 1, map[string]any{"lat": 45.2, "lon": -122.2}); err != nil {
-		t.Fatal(err)
+	fix := map[string]any{"lat": 45.52, "lon": -122.68}
+	if rc, err := c5.publish(mqttapi.TopicLocation(ghost), 1, fix); err == nil || rc != 0x99 {
+		t.Fatalf("fix of an unknown driver: PUBACK %#x, err %v; want failure 0x99", rc, err)
 	}
-	h.waitPosition(d1, 45.1, -122.1)
-	h.waitPosition(d2, 45.2, -122.2)
-}
-
-// TestAtLeastOnce publishes QoS 1 points from MQTT 3.1.1 and MQTT 5
-// clients while the log becomes unavailable for a while: every point that
-// got a PUBACK is in TELEMETRY exactly once, no point was acknowledged
-// while no one could store it, and every point is stored in the end.
-func TestAtLeastOnce(t *testing.T) {
-	const perClient = 50
-	h := newHarness(t, mqttbridge.Config{RatePerSecond: -1})
-	type attempt struct {
-		start, end time.Time
-		ok         bool
+	if got := h.counter("pizza_mqtt_messages_total", map[string]string{"outcome": "rejected"}); got != 1 {
+		t.Fatalf("rejected counted %v, want 1", got)
 	}
-	type client struct {
-		driver string
-		v5     bool
-		mu     sync.Mutex
-		log    []attempt
-		acked  int
-		failed int
-	}
-	clients := []*client{{driver: d1}, {driver: d2}, {driver: d3}, {driver: p1, v5: true}, {driver: "pearl-driver-2", v5: true}, {driver: "pearl-driver-3", v5: true}}
-	recovered := make(chan struct{})
-	base := time.Now().UTC().Add(-time.Minute).Truncate(time.Millisecond)
-	point := func(c int, i int) map[string]any {
-		return map[string]any{"lat": 45 + float64(i)/10_000, "lon": -122 - float64(c)/1000, "timestamp": base.Add(time.Duration(i) * time.Millisecond)}
-	}
-	var wg sync.WaitGroup
-	errs := make(chan error, len(clients))
-	for ci, c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var c3 *v3Client
-			var c5 *v5Client
-			connect := func() error {
-				var err error
-				if c.v5 {
-					c5, _, err = h.connectV5("alo-"+c.driver, c.driver, h.secrets[c.driver])
-				} else {
-					c3, err = h.connectV3("alo-"+c.driver, c.driver, h.secrets[c.driver])
-				}
-				return err
-			}
-			if err := connect(); err != nil {
-				errs <- err
-				return
-			}
-			for i := 0; i < perClient; {
-				a := attempt{start: time.Now()}
-				var err error
-				if c.v5 {
-					_, err = c5.publish(mqttapi.TopicLocation(c.driver), 1, point(ci, i))
-				} else {
-					err = c3.publish(mqttapi.TopicLocation(c.driver), 1, point(ci, i))
-				}
-				a.end, a.ok = time.Now(), err == nil
-				c.mu.Lock()
-				c.log = append(c.log, a)
-				if a.ok {
-					c.acked++
-				} else {
-					c.failed++
-				}
-				c.mu.Unlock()
-				if a.ok {
-					i++
-					continue
-				}
-				<-recovered // the same point again once the log is back
-				if !c.v5 {
-					if err := connect(); err != nil {
-						errs <- err
-						return
-					}
-				}
-			}
-		}()
-	}
-	total := func(f func(c *client) int) int {
-		n := 0
-		for _, c := range clients {
-			c.mu.Lock()
-			n += f(c)
-			c.mu.Unlock()
-		}
-		return n
-	}
-	testkit.Eventually(t, 20*time.Second, func() error {
-		if n := total(func(c *client) int { return c.acked }); n < len(clients)*perClient/3 {
-			return fmt.Errorf("%d points acknowledged", n)
-		}
-		return nil
-	})
-	h.drivers.Stop()
-	stopped := time.Now()
-	// Every client runs into the outage before the log comes back.
-	testkit.Eventually(t, 20*time.Second, func() error {
-		for _, c := range clients {
-			c.mu.Lock()
-			failed := c.failed
-			c.mu.Unlock()
-			if failed == 0 {
-				return fmt.Errorf("%s has not failed yet", c.driver)
-			}
-		}
-		return nil
-	})
-	restarting := time.Now()
-	h.startDrivers()
-	close(recovered)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
+	if n := len(h.telemetry(events.DriverLocationSubject(ghost))); n != 0 {
+		t.Fatalf("%d fixes of an unknown driver stored", n)
 	}
 
-	// No acknowledgement of an attempt made entirely while nothing could
-	// store it.
-	for _, c := range clients {
-		for _, a := range c.log {
-			if a.ok && a.start.After(stopped) && a.end.Before(restarting) {
-				t.Fatalf("%s: a point was acknowledged during the outage (%v..%v)", c.driver, a.start, a.end)
-			}
-		}
+	var reply driversapi.CommandReply
+	if p, err := h.call(driversapi.SubjectRegister, driversapi.RegisterCommand{DriverID: ghost, Name: "Ghost", RestaurantID: downtown, Vehicle: "bike"}, &reply); p != nil || err != nil {
+		t.Fatalf("register: %v %v", p, err)
 	}
-	// Every point, acknowledged once by the end, is stored exactly once.
-	for ci, c := range clients {
-		recs := h.telemetry(events.DriverLocationSubject(c.driver))
-		seen := map[float64]int{}
-		for _, r := range recs {
-			seen[r.Event.(events.DriverLocationReported).Latitude]++
-		}
-		for i := 0; i < perClient; i++ {
-			lat := point(ci, i)["lat"].(float64)
-			if seen[lat] != 1 {
-				t.Fatalf("%s point %d stored %d times", c.driver, i, seen[lat])
-			}
-		}
-		if len(recs) != perClient {
-			t.Fatalf("%s: %d fixes stored, want %d", c.driver, len(recs), perClient)
-		}
+	if rc, err := c5.publish(mqttapi.TopicLocation(ghost), 1, fix); err != nil || rc != 0 {
+		t.Fatalf("fix once registered: PUBACK %#x, err %v", rc, err)
 	}
-	if got := h.counter("pizza_mqtt_messages_total", map[string]string{"outcome": "unavailable"}); got < float64(len(clients)) {
-		t.Fatalf("unavailable counted %v", got)
-	}
+	h.waitPosition(ghost, 45.52, -122.68)
 }
 
 // appendEvent appends another context's event, as its owner would.
@@ -660,8 +594,21 @@ func TestKitchenTelemetry(t *testing.T) {
 	if rc, err := oven.publish(mqttapi.TopicOven(downtown), 1, map[string]any{"temperature": 245.5, "timer": 300, "status": "baking"}); err != nil || rc != 0 {
 		t.Fatalf("%#x %v", rc, err)
 	}
-	if rc, err := oven.publish(mqttapi.TopicAlerts(downtown), 1, map[string]any{"alert": "door open too long", "severity": "warning", "details": map[string]any{"seconds": 40}}); err != nil || rc != 0 {
-		t.Fatalf("%#x %v", rc, err)
+	alert := map[string]any{"alert": "door open too long", "severity": "warning", "details": map[string]any{"seconds": 40}, "timestamp": time.Now().UTC().Add(-time.Second)}
+	// The alert is the kitchen's: while no kitchen service can record it,
+	// the device gets no successful PUBACK and nothing is stored.
+	if rc, err := oven.publish(mqttapi.TopicAlerts(downtown), 1, alert); err == nil || rc != 0x83 {
+		t.Fatalf("alert without a kitchen service: %#x %v, want failure 0x83", rc, err)
+	}
+	if recs := h.telemetry(mqttapi.KitchenAlertSubject(downtown)); len(recs) != 0 {
+		t.Fatalf("alert stored in TELEMETRY without its kitchen event: %+v", recs)
+	}
+	h.startKitchen()
+	// The device resends; then sends the same message once more.
+	for i := 0; i < 2; i++ {
+		if rc, err := oven.publish(mqttapi.TopicAlerts(downtown), 1, alert); err != nil || rc != 0 {
+			t.Fatalf("alert %d: %#x %v", i, rc, err)
+		}
 	}
 	if rc, err := oven.publish(mqttapi.TopicOven("pearl"), 1, map[string]any{"temperature": 200}); err == nil || rc != 0x87 {
 		t.Fatalf("another kitchen's oven: %#x %v", rc, err)
@@ -671,6 +618,19 @@ func TestKitchenTelemetry(t *testing.T) {
 	}
 	if recs := h.telemetry(mqttapi.KitchenAlertSubject(downtown)); len(recs) != 1 || recs[0].Event.(mqttapi.KitchenAlertRaised).Severity != "warning" {
 		t.Fatalf("alerts %+v", recs)
+	}
+	// The kitchen's domain event, exactly once.
+	kitchenLog := eventstore.New(h.js, events.NewRegistry(), events.Kitchen)
+	recs, _, err := kitchenLog.Load(context.Background(), events.KitchenDevicesAggregateID(downtown))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 {
+		t.Fatalf("kitchen devices aggregate holds %d events", len(recs))
+	}
+	if e, ok := recs[0].Event.(events.KitchenDeviceAlertRaised); !ok || e.RestaurantID != downtown || e.DeviceID != downtown || e.Alert != "door open too long" ||
+		e.Severity != "warning" || string(e.Details) != `{"seconds":40}` {
+		t.Fatalf("kitchen event %+v", recs[0].Event)
 	}
 	testkit.Eventually(t, waitTimeout, func() error {
 		raw, err := h.rdb.Get(context.Background(), mqttapi.KitchenTelemetryKey(h.ks, downtown)).Bytes()
@@ -686,8 +646,12 @@ func TestKitchenTelemetry(t *testing.T) {
 		}
 		return nil
 	})
-	if got := h.counter("pizza_mqtt_kitchen_alerts_total", map[string]string{"severity": "warning"}); got != 1 {
+	// Counted per acknowledged publish, as before.
+	if got := h.counter("pizza_mqtt_kitchen_alerts_total", map[string]string{"severity": "warning"}); got != 2 {
 		t.Fatalf("alerts counted %v", got)
+	}
+	if got := h.counter("pizza_mqtt_messages_total", map[string]string{"outcome": "unavailable"}); got != 1 {
+		t.Fatalf("unavailable counted %v", got)
 	}
 }
 

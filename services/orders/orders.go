@@ -16,6 +16,7 @@ import (
 	"github.com/awesome-pizza/pizza/pkg/events"
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
 	"github.com/awesome-pizza/pizza/pkg/projection"
+	"github.com/awesome-pizza/pizza/pkg/region"
 	"github.com/awesome-pizza/pizza/pkg/service"
 	"github.com/awesome-pizza/pizza/services/orders/internal/app"
 	"github.com/awesome-pizza/pizza/services/orders/ordersapi"
@@ -37,6 +38,18 @@ type Config struct {
 	// StuckCheckInterval is how often stuck orders are looked for.
 	// Default 30s divided by TimeScale.
 	StuckCheckInterval time.Duration
+	// TrackingInterval bounds how often one order's view takes its
+	// driver's newest position (ADR 0016); default 40ms, wall time (a phone sends at most 20 fixes a second).
+	TrackingInterval time.Duration
+	// Scale says how several instances share the saga's consumers and the
+	// projectors (eventstore.Scale): partitioned, each upstream aggregate's
+	// events are handled in order by one instance at a time.
+	Scale eventstore.Scale
+	// Region names this region of a supercluster (docs/scaling.md): the
+	// service then keeps the durable source consumer through which the
+	// GLOBAL account's chain-wide stream reads this region's ORDERS. Empty:
+	// one region, nothing to export.
+	Region string
 }
 
 // Deps are the connections and collaborators the service runs with.
@@ -71,6 +84,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.NC == nil || deps.JS == nil || deps.Redis == nil || deps.Catalog == nil {
 		return nil, errors.New("orders: NATS, JetStream, Redis and the catalogue are required")
 	}
+	if err := cfg.Scale.Validate(); err != nil {
+		return nil, fmt.Errorf("orders: %w", err)
+	}
 	if deps.Registry == nil {
 		deps.Registry = events.NewRegistry()
 	}
@@ -92,16 +108,25 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if cfg.StuckCheckInterval <= 0 {
 		cfg.StuckCheckInterval = time.Duration(float64(30*time.Second) / cfg.TimeScale)
 	}
+	if cfg.TrackingInterval <= 0 {
+		cfg.TrackingInterval = 40 * time.Millisecond
+	}
 	deps.Log = deps.Log.With("service", "orders")
 	return &Service{cfg: cfg, deps: deps}, nil
 }
 
 // Start provisions the ORDERS stream and the vault, starts the projector
-// and begins serving commands. It returns once commands are being served.
+// and the driver tracking (positions folded into the order views) and
+// begins serving commands. It returns once commands are being served.
 func (s *Service) Start(ctx context.Context) error {
 	// The saga reads the other contexts' streams: make sure they exist.
 	if err := eventstore.Provision(ctx, s.deps.JS, s.cfg.Streams, events.DomainContexts()...); err != nil {
 		return fmt.Errorf("orders: %w", err)
+	}
+	if s.cfg.Region != "" {
+		if err := region.ExportOrders(ctx, s.deps.JS, s.cfg.Region); err != nil {
+			return fmt.Errorf("orders: %w", err)
+		}
 	}
 	vault, err := app.OpenVault(ctx, s.deps.JS, s.cfg.Streams.Replicas, s.cfg.Streams.Storage)
 	if err != nil {
@@ -111,7 +136,7 @@ func (s *Service) Start(ctx context.Context) error {
 		Name: "pizza_orders_projection_dead_letters_total", Help: "Order events the read-model projector could not apply and parked.",
 	})
 	s.proj = projection.New(s.deps.JS, s.deps.Redis, s.deps.Registry, app.Projector{Keyspace: s.cfg.Keyspace}, projection.Options{
-		Keyspace: s.cfg.Keyspace, Logger: s.deps.Log,
+		Keyspace: s.cfg.Keyspace, Logger: s.deps.Log, LeaseOwner: s.cfg.Scale.InstanceID,
 		OnDeadLetter: func(eventstore.DeadLetter) { deadLetters.Inc() },
 	})
 	projCtx, cancelProj := context.WithCancel(context.WithoutCancel(ctx))
@@ -119,7 +144,7 @@ func (s *Service) Start(ctx context.Context) error {
 	s.history = nil
 	for _, p := range app.HistoryIndexes(s.cfg.Keyspace) {
 		s.history = append(s.history, projection.New(s.deps.JS, s.deps.Redis, s.deps.Registry, p, projection.Options{
-			Keyspace: s.cfg.Keyspace, Logger: s.deps.Log, OnDeadLetter: func(eventstore.DeadLetter) { deadLetters.Inc() },
+			Keyspace: s.cfg.Keyspace, Logger: s.deps.Log, LeaseOwner: s.cfg.Scale.InstanceID, OnDeadLetter: func(eventstore.DeadLetter) { deadLetters.Inc() },
 		}))
 	}
 	for _, rt := range append([]*projection.Runtime{s.proj}, s.history...) {
@@ -154,11 +179,18 @@ func (s *Service) Start(ctx context.Context) error {
 	sagaDeadLetters := registerCounter(s.deps.Metrics, prometheus.CounterOpts{
 		Name: "pizza_orders_saga_dead_letters_total", Help: "Events of other contexts the order saga could not apply after its last retry and parked.",
 	})
-	if err := s.saga.Start(ctx, func(eventstore.DeadLetter) { sagaDeadLetters.Inc() }); err != nil {
+	if err := s.saga.Start(ctx, s.cfg.Scale, func(eventstore.DeadLetter) { sagaDeadLetters.Inc() }); err != nil {
 		_ = s.svc.Stop()
 		cancelProj()
 		return fmt.Errorf("orders: %w", err)
 	}
+	// The drivers' positions, folded into the views of orders with a driver.
+	tracker := app.NewTracker(s.deps.Redis, s.deps.JS, s.deps.Registry, s.cfg.Keyspace, s.deps.Catalog, s.cfg.TimeScale, s.cfg.TrackingInterval, s.deps.Log)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		tracker.Run(projCtx)
+	}()
 	detector := app.NewStuckDetector(cmds, s.deps.Redis, s.cfg.Keyspace, s.cfg.TimeScale, s.deps.Clock, s.deps.Log)
 	s.wg.Add(1)
 	go func() {
@@ -196,6 +228,15 @@ func (s *Service) Run(ctx context.Context) error {
 
 // Projection exposes the order projector, for readiness and waits.
 func (s *Service) Projection() *projection.Runtime { return s.proj }
+
+// Partitions returns, per saga durable, the partitions this instance owns
+// (nil unless partitioned).
+func (s *Service) Partitions() map[string][]int {
+	if s.saga == nil {
+		return nil
+	}
+	return s.saga.Partitions()
+}
 
 // Ready reports whether the read model has caught up with the log.
 func (s *Service) Ready(context.Context) error {

@@ -142,6 +142,11 @@ func (f *fixture) orderLog(id string) []string {
 // repeated event changes nothing; the log is exactly the valid sequence.
 func TestSagaDrivesOrderToDelivered(t *testing.T) {
 	f := start(t)
+	sub := f.rdb.Subscribe(context.Background(), ordersapi.Channel(f.keyspace))
+	defer sub.Close()
+	if _, err := sub.Receive(context.Background()); err != nil { // subscription confirmed
+		t.Fatal(err)
+	}
 	o := f.place("downtown")
 	id := o.OrderID
 	pt := events.GeoPoint{Latitude: 45.5, Longitude: -122.6}
@@ -178,6 +183,35 @@ func TestSagaDrivesOrderToDelivered(t *testing.T) {
 		"order_ready_for_pickup", "order_driver_assigned", "order_picked_up", "order_out_for_delivery", "order_delivered"}
 	if got := f.orderLog(id); !slices.Equal(got, want) {
 		t.Fatalf("order log\n got %v\nwant %v", got, want)
+	}
+	// Notifications: in order of sequence, each with the whole order as
+	// stored at that sequence, the last one the delivered order as stored.
+	stored := f.view(id)
+	var last ordersapi.Notification
+	testkit.Eventually(t, 5*time.Second, func() error {
+		for {
+			select {
+			case m := <-sub.Channel():
+				var n ordersapi.Notification
+				if err := json.Unmarshal([]byte(m.Payload), &n); err != nil {
+					return fmt.Errorf("notification %s: %w", m.Payload, err)
+				}
+				if n.OrderID != id || n.Seq <= last.Seq || n.Order.Version != n.Seq {
+					return fmt.Errorf("notification %s after seq %d", m.Payload, last.Seq)
+				}
+				last = n
+				continue
+			default:
+			}
+			break
+		}
+		if last.Seq != stored.Version {
+			return fmt.Errorf("last notification at seq %d, the stored order at %d", last.Seq, stored.Version)
+		}
+		return nil
+	})
+	if a, b := mustJSON(t, last.Order), mustJSON(t, stored); a != b {
+		t.Fatalf("last notification's order\n%s\ndiffers from the stored one\n%s", a, b)
 	}
 	testkit.Eventually(t, 5*time.Second, func() error {
 		var d ordersapi.DashboardOrders
@@ -400,4 +434,13 @@ func TestErasureRemovesPersonalDataKeepsOrders(t *testing.T) {
 	if len(reply.Orders) != 0 {
 		t.Fatalf("second erasure found %v", reply.Orders)
 	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

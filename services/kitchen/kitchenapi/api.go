@@ -6,6 +6,7 @@
 package kitchenapi
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/catalog"
@@ -19,6 +20,8 @@ const (
 	ServiceVersion   = "1.0.0"
 	QueueGroup       = "kitchen"
 	SubjectChefBreak = "svc.kitchen.chef-break"
+	// SubjectAlert records an alert raised by a kitchen device (AlertCommand).
+	SubjectAlert = "svc.kitchen.alert"
 )
 
 // Durable consumer names of the kitchen's reactions to other contexts.
@@ -95,6 +98,51 @@ type ChefBreakReply struct {
 	Replayed bool `json:"replayed,omitempty"`
 }
 
+// AlertSeverities are the severities of a kitchen device alert.
+var AlertSeverities = []string{"info", "warning", "critical"}
+
+// Limits of an alert's fields.
+const (
+	MaxAlertLength        = 100  // characters of Alert
+	MaxAlertDetailsBytes  = 2048 // bytes of Details
+	MaxAlertDeviceIDBytes = 64
+)
+
+// AlertCommand records an alert raised by one of a restaurant's kitchen
+// devices (today: sent by the MQTT bridge for pizza/kitchen/{id}/alerts).
+// It becomes kitchen_device_alert_raised on kitchen.devices-<restaurantId>.
+// With an IdempotencyKey, the same alert sent again is stored once.
+type AlertCommand struct {
+	RestaurantID string `json:"restaurantId"`
+	// DeviceID is the device identity that raised the alert; default the
+	// restaurant id (a kitchen device authenticates as its kitchen).
+	DeviceID string `json:"deviceId,omitempty"`
+	Alert    string `json:"alert"`
+	Severity string `json:"severity"` // one of AlertSeverities
+	// Details is any JSON value (usually an object), at most
+	// MaxAlertDetailsBytes.
+	Details json.RawMessage `json:"details,omitempty"`
+	// RaisedAt defaults to when the kitchen service receives the command;
+	// it may be at most 24 h old and 5 min ahead.
+	RaisedAt       *time.Time `json:"raisedAt,omitempty"`
+	IdempotencyKey string     `json:"idempotencyKey,omitempty"`
+	CorrelationID  string     `json:"correlationId,omitempty"`
+	TraceParent    string     `json:"traceparent,omitempty"`
+}
+
+// AlertReply is the successful reply: the KITCHEN stream sequence of the
+// stored alert.
+type AlertReply struct {
+	RestaurantID string    `json:"restaurantId"`
+	AggregateID  string    `json:"aggregateId"` // devices-<restaurantId>
+	Severity     string    `json:"severity"`
+	RaisedAt     time.Time `json:"raisedAt"`
+	Seq          uint64    `json:"seq"`
+	// Replayed is true when the same alert (same idempotency key) had
+	// already been stored and nothing new was appended.
+	Replayed bool `json:"replayed,omitempty"`
+}
+
 // KitchenDisplay is a restaurant's kitchen display, served by
 // GET /api/kitchen/{restaurantId}/queue and streamed on Channel.
 type KitchenDisplay struct {
@@ -158,7 +206,8 @@ type StageCounts struct {
 	Ready        int `json:"Ready"`
 }
 
-// Notification is published on Channel after every change of a display.
+// Notification is published on Channel once per batch of the projector that
+// changes a display, with the display as it stands after the batch.
 type Notification struct {
 	RestaurantID string         `json:"restaurantId"`
 	Seq          uint64         `json:"seq"`

@@ -11,9 +11,10 @@
 //     notification channel);
 //   - the names of its durable consumers and of its credential bucket.
 //
-// A driver's position and status are not the bridge's: they are sent to the
-// drivers service (driversapi.SubjectLocation, driversapi.SubjectStatus),
-// which owns them.
+// A driver's position and status are not the bridge's events: a status is
+// sent to the drivers service (driversapi.SubjectStatus), which owns it; a
+// position fix is appended to TELEMETRY as the drivers service's
+// driver_location_reported, built by driversapi.NewLocationFix.
 package mqttapi
 
 import (

@@ -144,7 +144,9 @@ var Statuses = []string{"Created", "Validated", "Queued", "Preparing", "Baking",
 // TerminalStatuses end an order's life.
 var TerminalStatuses = []string{"Delivered", "Cancelled", "Failed"}
 
-// Channel is where the order projector announces every change.
+// Channel is where the order projector announces the changes of orders:
+// each order once per projector batch that changes it, with the whole
+// order as stored after the batch, in stream order.
 func Channel(keyspace string) string { return projection.Channel(keyspace, ReadModel) }
 
 // PlaceOrderRequest is the body of POST /api/orders.
@@ -249,9 +251,45 @@ type OrderView struct {
 	PersonalDataErased bool `json:"personalDataErased,omitempty"`
 	// Stuck is set when the order made no progress for longer than its
 	// status allows; the next status change clears it.
-	Stuck   bool   `json:"stuck"`
-	Version uint64 `json:"version"` // stream sequence of the last applied event
+	Stuck bool `json:"stuck"`
+	// DriverTracking is the driver's last position and the live ETA while
+	// the order is with its driver (DriverAssigned, PickedUp,
+	// OutForDelivery); null otherwise. It is folded in from TELEMETRY, so
+	// it changes without changing Version.
+	DriverTracking *DriverTracking `json:"driverTracking"`
+	Version        uint64          `json:"version"` // stream sequence of the last applied ORDERS event
 }
+
+// TrackedStatuses are the statuses in which an order carries its driver's
+// position (DriverTracking).
+var TrackedStatuses = []string{"DriverAssigned", "PickedUp", "OutForDelivery"}
+
+// DriverTracking is the live part of an order with its driver: the
+// driver's last position fix and an ETA recomputed from it.
+type DriverTracking struct {
+	DriverID  string   `json:"driverId"`
+	Latitude  float64  `json:"latitude"`
+	Longitude float64  `json:"longitude"`
+	SpeedKmh  *float64 `json:"speedKmh"`
+	Heading   *float64 `json:"heading,omitempty"`
+	AccuracyM *float64 `json:"accuracyM,omitempty"`
+	// At is when the device recorded the fix.
+	At time.Time `json:"at"`
+	// DistanceKm is the straight-line distance left: to the delivery
+	// address, or, before pickup, to the restaurant and from there to the
+	// delivery address.
+	DistanceKm float64 `json:"distanceKm"`
+	// EtaAt is At plus DistanceKm at the reported speed (a typical
+	// TrackingDefaultSpeedKmh when the driver reports 5 km/h or less, or
+	// no speed), divided by the platform's time scale.
+	EtaAt time.Time `json:"etaAt"`
+	// Seq is the TELEMETRY sequence of the fix: it only grows.
+	Seq uint64 `json:"seq"`
+}
+
+// TrackingDefaultSpeedKmh is the speed the live ETA assumes when the
+// driver reports none (or 5 km/h or less: waiting at a light).
+const TrackingDefaultSpeedKmh = 25.0
 
 // ItemView is a priced order line.
 type ItemView struct {
@@ -275,9 +313,19 @@ type StatusChange struct {
 	At     time.Time `json:"at"`
 }
 
-// Notification is published on Channel after every applied change.
+// Notification is published on Channel when a batch of the projector has
+// changed an order (Seq: the batch's last event of the order), or when the
+// driver's position moved it (Tracking).
 type Notification struct {
 	OrderID string    `json:"orderId"`
 	Seq     uint64    `json:"seq"`
 	Order   OrderView `json:"order"`
+	// Tracking marks a change of the driver's position only (the order's
+	// events did not move): nothing restaurant-wide changed.
+	Tracking bool `json:"tracking,omitempty"`
+	// OrderJSON is Order as it was encoded in the notification, kept by a
+	// reader that passes it on unchanged (the gateway writes it to every
+	// tracking stream instead of encoding the order once per stream).
+	// Never part of the message.
+	OrderJSON json.RawMessage `json:"-"`
 }

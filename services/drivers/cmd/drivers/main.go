@@ -32,7 +32,7 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
-	svc, err := drivers.New(drivers.Config{Keyspace: common.Keyspace, Streams: common.Streams(), TimeScale: timeScale, ManualDispatch: manual},
+	svc, err := drivers.New(drivers.Config{Keyspace: common.Keyspace, Streams: common.Streams(), TimeScale: timeScale, ManualDispatch: manual, Scale: common.Scale()},
 		drivers.Deps{NC: rt.NC, JS: rt.JS, Redis: rt.Redis, Catalog: rt.Catalog, Log: log, Metrics: rt.Metrics})
 	if err != nil {
 		rt.Close()

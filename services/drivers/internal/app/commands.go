@@ -4,19 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/events"
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
 	"github.com/awesome-pizza/pizza/services/drivers/driversapi"
 	"github.com/awesome-pizza/pizza/services/drivers/internal/domain"
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // driverIDNamespace derives a new driver's id from an idempotency key, so
@@ -246,81 +241,29 @@ func (d *Dispatcher) Assign(ctx context.Context, cmd driversapi.AssignCommand) (
 
 // ReportLocation validates a position fix and stores it as telemetry on
 // the driver's TELEMETRY subject, wrapped in an envelope like every event.
+// The message is the one the MQTT bridge appends for a phone's fix
+// (driversapi.NewLocationFix).
 func (d *Dispatcher) ReportLocation(ctx context.Context, cmd driversapi.LocationCommand) (driversapi.LocationReply, error) {
-	now := d.clock()
-	if errs := validateLocation(cmd, now); len(errs) > 0 {
-		return driversapi.LocationReply{}, &domain.ValidationError{Fields: errs}
+	fix, err := driversapi.NewLocationFix(cmd, d.clock())
+	var inv *driversapi.InvalidLocationError
+	if errors.As(err, &inv) {
+		return driversapi.LocationReply{}, &domain.ValidationError{Fields: fieldErrors(inv.Fields)}
+	}
+	if err != nil {
+		return driversapi.LocationReply{}, err
 	}
 	rid, ok := d.fleet.restaurantOf(cmd.DriverID)
 	if !ok {
 		return driversapi.LocationReply{}, ErrDriverNotFound
 	}
-	at := now
-	if cmd.Timestamp != nil {
-		at = *cmd.Timestamp
-	}
-	ev := events.DriverLocationReported{Latitude: *cmd.Latitude, Longitude: *cmd.Longitude, SpeedKmh: cmd.SpeedKmh, Heading: cmd.Heading, AccuracyM: cmd.AccuracyM, RecordedAt: at.UTC()}
-	commandID := commandIDFor("location", cmd.DriverID, cmd.IdempotencyKey)
-	env, err := events.NewEnvelope(cmd.DriverID, ev, now, events.Meta{CorrelationID: orEmpty(cmd.CorrelationID, cmd.DriverID), CausationID: commandID, TraceParent: cmd.TraceParent})
-	if err != nil {
-		return driversapi.LocationReply{}, err
-	}
-	body, err := env.Marshal()
-	if err != nil {
-		return driversapi.LocationReply{}, err
-	}
-	m := nats.NewMsg(events.DriverLocationSubject(cmd.DriverID))
-	m.Data = body
-	m.Header.Set(events.HeaderType, env.Type)
-	m.Header.Set(events.HeaderVersion, strconv.Itoa(env.Version))
-	m.Header.Set(events.HeaderCommandID, commandID)
-	m.Header.Set(events.HeaderCorrelation, env.CorrelationID)
-	m.Header.Set(jetstream.MsgIDHeader, commandID)
-	ack, err := d.js.PublishMsg(ctx, m)
+	ack, err := d.js.PublishMsg(ctx, fix.Msg)
 	if err != nil {
 		return driversapi.LocationReply{}, fmt.Errorf("store location of %s: %w: %v", cmd.DriverID, eventstore.ErrUnavailable, err)
 	}
+	ev := fix.Event
 	d.fleet.setPosition(cmd.DriverID, position{point: events.GeoPoint{Latitude: ev.Latitude, Longitude: ev.Longitude}, speedKmh: ev.SpeedKmh, seq: ack.Sequence})
 	view := positionView(cmd.DriverID, rid, ev, ack.Sequence)
 	return driversapi.LocationReply{Position: view, Seq: ack.Sequence, ReadModel: driversapi.PositionsModel, Replayed: ack.Duplicate}, nil
-}
-
-// validateLocation checks the ranges of a fix; all problems at once.
-func validateLocation(cmd driversapi.LocationCommand, now time.Time) []domain.FieldError {
-	var errs []domain.FieldError
-	add := func(field, format string, args ...any) {
-		errs = append(errs, domain.FieldError{Field: field, Detail: fmt.Sprintf(format, args...)})
-	}
-	if cmd.DriverID == "" {
-		add("driverId", "is required")
-	}
-	inRange := func(field string, v *float64, lo, hi float64, required bool, unit string) {
-		switch {
-		case v == nil:
-			if required {
-				add(field, "is required")
-			}
-		case math.IsNaN(*v) || math.IsInf(*v, 0) || *v < lo || *v > hi:
-			add(field, "must be between %g and %g%s", lo, hi, unit)
-		}
-	}
-	inRange("latitude", cmd.Latitude, -90, 90, true, "")
-	inRange("longitude", cmd.Longitude, -180, 180, true, "")
-	inRange("speedKmh", cmd.SpeedKmh, 0, 300, false, " km/h")
-	inRange("accuracyM", cmd.AccuracyM, 0, 100_000, false, " m")
-	if h := cmd.Heading; h != nil && (math.IsNaN(*h) || *h < 0 || *h >= 360) {
-		add("heading", "must be at least 0 and less than 360 degrees")
-	}
-	if ts := cmd.Timestamp; ts != nil {
-		switch {
-		case ts.Before(now.Add(-driversapi.MaxFixAge)):
-			add("timestamp", "is more than %s in the past", driversapi.MaxFixAge)
-		case ts.After(now.Add(driversapi.MaxFixAhead)):
-			add("timestamp", "is more than %s in the future", driversapi.MaxFixAhead)
-		}
-	}
-	errs = append(errs, checkKey(cmd.IdempotencyKey)...)
-	return errs
 }
 
 func positionView(driverID, restaurantID string, ev events.DriverLocationReported, seq uint64) driversapi.PositionView {
@@ -329,10 +272,19 @@ func positionView(driverID, restaurantID string, ev events.DriverLocationReporte
 }
 
 func checkKey(key string) []domain.FieldError {
-	if len(key) > driversapi.MaxIdempotencyKey {
-		return []domain.FieldError{{Field: "Idempotency-Key", Detail: fmt.Sprintf("is longer than %d characters", driversapi.MaxIdempotencyKey)}}
+	return fieldErrors(driversapi.ValidateIdempotencyKey(key))
+}
+
+// fieldErrors converts the contract's field errors to the domain's.
+func fieldErrors(in []driversapi.FieldError) []domain.FieldError {
+	if len(in) == 0 {
+		return nil
 	}
-	return nil
+	out := make([]domain.FieldError, len(in))
+	for i, f := range in {
+		out[i] = domain.FieldError{Field: f.Field, Detail: f.Detail}
+	}
+	return out
 }
 
 // reply is a command's answer: the driver as it is now, and the last

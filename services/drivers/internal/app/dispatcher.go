@@ -2,8 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -14,8 +12,8 @@ import (
 	"github.com/awesome-pizza/pizza/pkg/catalog"
 	"github.com/awesome-pizza/pizza/pkg/events"
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
+	"github.com/awesome-pizza/pizza/services/drivers/driversapi"
 	"github.com/awesome-pizza/pizza/services/drivers/internal/domain"
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -332,14 +330,10 @@ func (d *Dispatcher) DrainAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// commandIDFor derives a command id: from the idempotency key when there
-// is one (a retry is the same command), else unique.
+// commandIDFor derives a command's id from its idempotency key (the same
+// derivation the MQTT bridge uses for the fixes it appends itself).
 func commandIDFor(kind, id, idempotencyKey string) string {
-	if idempotencyKey == "" {
-		return kind + ":" + id + ":" + uuid.NewString()
-	}
-	sum := sha256.Sum256([]byte(idempotencyKey))
-	return kind + ":" + id + ":" + hex.EncodeToString(sum[:12])
+	return driversapi.CommandID(kind, id, idempotencyKey)
 }
 
 // reactionID is the command id of a reaction to another context's event:

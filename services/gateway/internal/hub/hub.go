@@ -6,14 +6,17 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/awesome-pizza/pizza/services/drivers/driversapi"
 	"github.com/awesome-pizza/pizza/services/orders/ordersapi"
 	"github.com/redis/go-redis/v9"
 )
@@ -160,19 +163,25 @@ func (h *Hub) Run(ctx context.Context) error {
 			}
 		case *redis.Message:
 			if m.Channel == ordersapi.Channel(h.keyspace) {
-				var n ordersapi.Notification
-				if err := json.Unmarshal([]byte(m.Payload), &n); err != nil {
+				n, err := decodeNotification([]byte(m.Payload))
+				if err != nil {
 					h.log.Warn("bad order notification", "err", err)
 					continue
 				}
 				h.dispatch(&n)
-				h.signalRestaurant(n.Order.RestaurantID)
+				if !n.Tracking { // a position alone changes nothing restaurant-wide
+					h.signalRestaurant(n.Order.RestaurantID)
+				}
 				continue
 			}
-			if rid := restaurantOf([]byte(m.Payload)); rid != "" {
+			// Only the positions channel concerns a driver; the other
+			// read models name their restaurant, near the start of the
+			// payload, which routeOf reads without decoding the rest.
+			rid, did := routeOf([]byte(m.Payload), strings.HasSuffix(m.Channel, positionsSuffix))
+			if rid != "" {
 				h.signalRestaurant(rid)
 			}
-			if did := driverOf([]byte(m.Payload)); did != "" {
+			if did != "" {
 				h.signal(h.dwatch, did)
 			}
 		}
@@ -197,19 +206,6 @@ func (h *Hub) signal(index map[string]map[*Watcher]struct{}, key string) {
 	}
 }
 
-// driverOf finds the driver a position notification concerns.
-func driverOf(payload []byte) string {
-	var n struct {
-		Position struct {
-			DriverID string `json:"driverId"`
-		} `json:"position"`
-	}
-	if json.Unmarshal(payload, &n) != nil {
-		return ""
-	}
-	return n.Position.DriverID
-}
-
 func (h *Hub) broadcastResync() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -222,26 +218,95 @@ func (h *Hub) broadcastResync() {
 	}
 }
 
-// restaurantOf finds the restaurant a read model's notification concerns:
-// a top-level "restaurantId", or one in a nested object.
-func restaurantOf(payload []byte) string {
-	var top map[string]json.RawMessage
-	if json.Unmarshal(payload, &top) != nil {
-		return ""
+// decodeNotification decodes an order notification and keeps the order's
+// encoding, which every tracking stream of the order sends as it is.
+func decodeNotification(payload []byte) (ordersapi.Notification, error) {
+	var wire struct {
+		OrderID  string          `json:"orderId"`
+		Seq      uint64          `json:"seq"`
+		Order    json.RawMessage `json:"order"`
+		Tracking bool            `json:"tracking"`
 	}
-	var rid string
-	if raw, ok := top["restaurantId"]; ok && json.Unmarshal(raw, &rid) == nil && rid != "" {
-		return rid
+	if err := json.Unmarshal(payload, &wire); err != nil {
+		return ordersapi.Notification{}, err
 	}
-	for _, raw := range top {
-		var inner struct {
-			RestaurantID string `json:"restaurantId"`
+	n := ordersapi.Notification{OrderID: wire.OrderID, Seq: wire.Seq, Tracking: wire.Tracking, OrderJSON: wire.Order}
+	if err := json.Unmarshal(wire.Order, &n.Order); err != nil {
+		return ordersapi.Notification{}, err
+	}
+	return n, nil
+}
+
+// positionsSuffix ends the channel of the drivers' positions read model.
+var positionsSuffix = "notify:" + driversapi.PositionsModel
+
+// routeOf finds whom a read model's notification concerns: its restaurant
+// (a top-level "restaurantId", else the first nested object's one) and,
+// with positions set, the driver of a position ("position.driverId").
+//
+// Notifications can be large (a kitchen display carries every open ticket)
+// and all of them pass through the hub's one goroutine, so routeOf reads
+// the payload as a token stream and stops at the first top-level
+// restaurant id instead of decoding the whole document.
+func routeOf(payload []byte, positions bool) (rid, did string) {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return "", ""
+	}
+	var nested string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nested, did
 		}
-		if len(raw) > 0 && raw[0] == '{' && json.Unmarshal(raw, &inner) == nil && inner.RestaurantID != "" {
-			return inner.RestaurantID
+		key, _ := tok.(string)
+		switch {
+		case key == "restaurantId":
+			var s string
+			if dec.Decode(&s) != nil {
+				return nested, did
+			}
+			if s != "" && (!positions || did != "") {
+				return s, did
+			}
+			if s != "" {
+				rid = s
+			}
+		case positions && key == "position":
+			var p struct {
+				DriverID     string `json:"driverId"`
+				RestaurantID string `json:"restaurantId"`
+			}
+			if dec.Decode(&p) != nil {
+				return firstOf(rid, nested), did
+			}
+			did = p.DriverID
+			if nested == "" {
+				nested = p.RestaurantID
+			}
+		default:
+			var raw json.RawMessage
+			if dec.Decode(&raw) != nil {
+				return firstOf(rid, nested), did
+			}
+			if nested == "" && len(raw) > 0 && raw[0] == '{' {
+				var inner struct {
+					RestaurantID string `json:"restaurantId"`
+				}
+				if json.Unmarshal(raw, &inner) == nil {
+					nested = inner.RestaurantID
+				}
+			}
 		}
 	}
-	return ""
+	return firstOf(rid, nested), did
+}
+
+func firstOf(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // ErrNotFound reports an order the read model does not have.

@@ -113,11 +113,13 @@ export function markNav() {
   }
 }
 
-// liveIndicator binds a stream's state to a badge.
+// liveIndicator binds a stream's state to a badge (hidden until a stream
+// reports its first state).
 export function liveIndicator(el) {
   const words = { connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…', missing: 'Unavailable', closed: 'Closed', offline: 'Offline', idle: 'Idle' };
   return (state) => {
     if (!el) return;
+    el.hidden = false;
     el.dataset.state = state;
     el.textContent = words[state] || state;
   };

@@ -3,7 +3,8 @@
 // the drivers on the map, low stock and stuck orders, and manual dispatch
 // (POST /api/orders/{id}/assign-driver). The lists the dashboard does not
 // carry (recent orders, orders waiting for a driver, the drivers) are read
-// again when a frame says their part changed; nothing polls.
+// again when a frame says their part changed; the drivers' markers move
+// with the stream's "positions" frames. Nothing polls.
 
 import { command, describe, enc, getJSON } from './api.js';
 import {
@@ -18,6 +19,7 @@ let map;
 let last = null; // the last dashboard
 let parts = {}; // version parts of the last dashboard: o, k, d, q, i
 let drivers = [];
+const positions = new Map(); // driver id → newest {latitude, longitude, at} from the stream
 
 async function main() {
   topbar();
@@ -58,6 +60,7 @@ async function main() {
     },
     onMessage: (ev) => {
       if (ev.event === 'dashboard') render(JSON.parse(ev.data));
+      else if (ev.event === 'positions') movePositions(JSON.parse(ev.data).positions || []);
     },
   });
 }
@@ -111,8 +114,9 @@ function render(d) {
 
   if (!prev || before.o !== parts.o) refreshRecent();
   if (!prev || before.q !== parts.q || before.o !== parts.o) refreshWaiting();
-  // Positions are not in the dashboard's version: every frame refreshes the drivers.
-  refreshDrivers();
+  // Drivers' statuses and assignments are in the version's d part; their
+  // positions come in "positions" frames.
+  if (!prev || before.d !== parts.d) refreshDrivers();
   ready();
 }
 
@@ -171,9 +175,13 @@ const refreshDrivers = coalesce(async () => {
     if (!handleAuth(err)) $('#error').textContent = describe(err);
     return;
   }
+  for (const d of drivers) {
+    const p = positions.get(d.driverId);
+    if (p && (!d.location || new Date(p.at) >= new Date(d.location.at))) d.location = p;
+  }
   for (const d of drivers) map.setDriver(d);
   map.keepDrivers(drivers.map((d) => d.driverId));
-  clear($('#drivers'), drivers.map((d) => h('li', { dataset: { driverId: d.driverId, status: d.status } },
+  clear($('#drivers'), drivers.map((d) => h('li', { dataset: { driverId: d.driverId, status: d.status, ...where(d.location) } },
     h('span', {}, h('a', { href: `/driver?driver=${enc(d.driverId)}`, text: d.name }), h('span', { class: 'muted small', text: ` ${d.vehicle} · ${d.deliveriesCompleted} delivered` }),
       d.currentOrderId ? h('span', { class: 'muted small' }, ' · ', h('a', { href: `/order?id=${enc(d.currentOrderId)}`, text: `#${shortId(d.currentOrderId)}` })) : null),
     h('span', { class: 'badge', dataset: { status: d.status }, text: d.status }))));
@@ -184,6 +192,31 @@ const refreshDrivers = coalesce(async () => {
   if (drivers.some((d) => d.driverId === keep)) sel.value = keep;
   enableAssign();
 });
+
+// where exposes a position on a list item (for tests and tools).
+function where(loc) {
+  return loc ? { lat: String(loc.latitude), lon: String(loc.longitude) } : {};
+}
+
+// movePositions moves the markers of the drivers the stream reports. The
+// list counts the moves it made (data-stream-moves).
+let streamMoves = 0;
+function movePositions(list) {
+  for (const p of list) {
+    const loc = { latitude: p.latitude, longitude: p.longitude, at: p.at };
+    positions.set(p.driverId, loc);
+    const d = drivers.find((x) => x.driverId === p.driverId);
+    if (!d) continue; // not listed yet: the next list picks the position up
+    if (d.location && (d.location.latitude !== loc.latitude || d.location.longitude !== loc.longitude)) {
+      streamMoves++;
+      $('#drivers').dataset.streamMoves = String(streamMoves);
+    }
+    d.location = loc;
+    map.setDriver(d);
+    const li = document.querySelector(`#drivers li[data-driver-id="${CSS.escape(p.driverId)}"]`);
+    if (li) Object.assign(li.dataset, where(loc));
+  }
+}
 
 function enableAssign() {
   $('#assign-button').disabled = !$('#assign-order').value || !$('#assign-driver').value;

@@ -1,31 +1,26 @@
-// The driver view: the order the driver holds (GET /api/drivers/{id}),
-// pickup and delivery buttons (POST /api/drivers/{id}/pickup|deliver), the
-// driver's status, and a map of the delivery. The order's own stream
-// (GET /api/orders/{id}/track) brings its changes and the driver's
-// position; nothing polls.
+// The driver view, live over GET /api/drivers/{id}/stream: the order the
+// driver holds, pickup and delivery buttons
+// (POST /api/drivers/{id}/pickup|deliver), the driver's status, and a map
+// of the delivery with the driver's position. The stream brings every
+// change of the driver (a new assignment, the pickup, the delivery, a
+// status change, an order taken back) and each new position; nothing
+// polls and nothing needs a reload.
 
 import { command, describe, enc, getJSON, newKey } from './api.js';
 import {
-  $, DRIVER_STATUSES, clear, clock, duration, h, handleAuth, liveIndicator, param, ready, shortId, shortName, staffOf, tokenClaims, topbar,
+  $, DRIVER_STATUSES, clear, clock, duration, h, handleAuth, liveIndicator, param, ready, shortId, shortName, tokenClaims, topbar,
 } from './common.js';
 import { CityMap } from './map.js';
-import { coalesce, openStream } from './sse.js';
+import { openStream } from './sse.js';
 
 let id = '';
 let driver = null;
 let map;
 let restaurants = [];
-let live;
-let orderStream = null; // { orderId, stream }
-let restaurantStream = null; // wakes an idle driver (staff tokens only)
-let orderStatus = '';
 
-// The order's status as a driver says it.
-const ORDER_WORDS = {
-  ReadyForPickup: 'Ready for pickup', DriverAssigned: 'Assigned to you', PickedUp: 'Picked up', OutForDelivery: 'Out for delivery',
-  Delivered: 'Delivered', Cancelled: 'Cancelled', Failed: 'Failed',
-};
-const orderWords = (s) => ORDER_WORDS[s] || s;
+// How the order stands, in a driver's words, from the driver's own view.
+const deliveryStatus = (cd) => (cd.pickedUpAt ? 'OutForDelivery' : 'DriverAssigned');
+const DELIVERY_WORDS = { DriverAssigned: 'Assigned to you', OutForDelivery: 'Out for delivery' };
 
 async function main() {
   topbar();
@@ -42,21 +37,27 @@ async function main() {
     return;
   }
   $('#driver').hidden = false;
-  live = liveIndicator($('#live'));
   map = new CityMap($('#map'));
   map.setRestaurants(restaurants);
   $('#pickup').addEventListener('click', () => step('pickup'));
   $('#deliver').addEventListener('click', () => step('deliver'));
   $('#share-location').addEventListener('click', shareLocation);
-  try {
-    render(await getJSON(`/api/drivers/${enc(id)}`));
-  } catch (err) {
-    if (!handleAuth(err)) $('#action-error').textContent = err.status === 404 ? 'No such driver.' : describe(err);
-    live('missing');
-    ready();
-    return;
-  }
-  ready();
+  openStream(`/api/drivers/${enc(id)}/stream`, {
+    onState: liveIndicator($('#live')),
+    onMissing: (status) => {
+      if (!handleAuth({ status, problem: {} })) $('#action-error').textContent = 'No such driver (or not one you may follow).';
+      ready();
+    },
+    onMessage: (ev) => {
+      if (ev.event === 'driver') {
+        render(JSON.parse(ev.data));
+        ready();
+      } else if (ev.event === 'position' && driver) {
+        const p = JSON.parse(ev.data);
+        map.setDriver({ driverId: p.driverId, name: 'You', status: driver.status, location: { latitude: p.latitude, longitude: p.longitude, at: p.at } }, { followed: true });
+      }
+    },
+  });
 }
 
 async function pick(claims) {
@@ -80,16 +81,9 @@ async function pick(claims) {
   ready();
 }
 
-const reload = coalesce(async () => {
-  try {
-    render(await getJSON(`/api/drivers/${enc(id)}`));
-  } catch (err) {
-    handleAuth(err);
-  }
-});
-
 function render(d) {
-  if (driver && d.version < driver.version) return;
+  if (driver && d.version < driver.version) return; // an older answer than what the stream showed
+  const before = driver;
   driver = d;
   $('#driver-name').textContent = d.name;
   document.title = `${d.name} · Awesome Pizza`;
@@ -105,10 +99,11 @@ function render(d) {
   const panel = $('#delivery');
   panel.dataset.orderId = cd ? cd.orderId : '';
   if (cd) {
+    const st = deliveryStatus(cd);
     map.setDestination(cd.dropoff);
     clear($('#delivery-body'), h('dl', { class: 'facts' },
       h('dt', { text: 'Order' }), h('dd', {}, h('code', { text: `#${shortId(cd.orderId)}` }), ' ',
-        h('span', { id: 'delivery-order-status', class: 'badge', dataset: { status: orderStatus }, text: orderStatus ? orderWords(orderStatus) : '' })),
+        h('span', { id: 'delivery-order-status', class: 'badge', dataset: { status: st }, text: DELIVERY_WORDS[st] })),
       h('dt', { text: 'Assigned' }), h('dd', { text: `${clock(cd.assignedAt)}${cd.manual ? ` by ${cd.assignedBy || 'a manager'}` : ''}` }),
       h('dt', { text: 'Picked up' }), h('dd', { text: cd.pickedUpAt ? clock(cd.pickedUpAt) : 'not yet — collect it at the restaurant' }),
       h('dt', { text: 'Arrive by' }), h('dd', { id: 'delivery-eta', dataset: { eta: cd.estimatedDeliveryAt || '' }, text: cd.estimatedDeliveryAt ? eta(cd.estimatedDeliveryAt) : 'set at pickup' })));
@@ -119,64 +114,28 @@ function render(d) {
   $('#pickup').disabled = !cd || Boolean(cd.pickedUpAt);
   $('#deliver').disabled = !cd || !cd.pickedUpAt;
   statusButtons(d);
-  followOrder(cd ? cd.orderId : '');
+  note(before, d);
+}
+
+// note tells what became of the order the driver held a moment ago.
+function note(before, d) {
+  const was = before && before.currentDelivery;
+  const el = $('#driver-note');
+  if (d.currentDelivery) {
+    el.textContent = '';
+    delete el.dataset.outcome;
+  } else if (was) {
+    const delivered = d.deliveriesCompleted > before.deliveriesCompleted;
+    el.dataset.outcome = delivered ? 'delivered' : 'withdrawn';
+    el.textContent = delivered
+      ? `Order #${shortId(was.orderId)} delivered at ${clock(d.lastUpdated)}. Thank you!`
+      : `Order #${shortId(was.orderId)} was taken back (cancelled or reassigned).`;
+  }
 }
 
 function eta(at) {
   const left = new Date(at).getTime() - Date.now();
   return `${clock(at)}${left > 0 ? ` (in ${duration(left)})` : ''}`;
-}
-
-// followOrder keeps one stream on the order the driver holds: the order's
-// changes (each one re-reads the driver: pickup, delivery, withdrawal) and
-// the driver's own position as the platform stored it. No stream tells a
-// driver about a new assignment yet; an idle page learns it from the
-// restaurant's dashboard stream when the token may read it (a manager's,
-// an operator's), and otherwise from the answer to a status change.
-function followOrder(orderId) {
-  if (orderStream && orderStream.orderId !== orderId) {
-    orderStream.stream.close();
-    orderStream = null;
-    orderStatus = '';
-  }
-  if (orderId && !orderStream) {
-    orderStream = {
-      orderId,
-      stream: openStream(`/api/orders/${enc(orderId)}/track`, {
-        onState: live,
-        onMissing: () => reload(),
-        onMessage: (ev) => {
-          if (ev.event === 'order') {
-            const o = JSON.parse(ev.data);
-            const changed = o.status !== orderStatus;
-            orderStatus = o.status;
-            const el = document.getElementById('delivery-order-status');
-            if (el) {
-              el.dataset.status = o.status;
-              el.textContent = orderWords(o.status);
-            }
-            if (changed) reload();
-          } else if (ev.event === 'driver' && driver) {
-            const u = JSON.parse(ev.data);
-            map.setDriver({ driverId: u.driverId, name: 'You', status: driver.status, location: { latitude: u.latitude, longitude: u.longitude } }, { followed: true });
-          }
-        },
-      }),
-    };
-  }
-  const idle = !orderId && driver;
-  if (idle && !restaurantStream) {
-    if (staffOf(driver.restaurantId)) {
-      restaurantStream = openStream(`/api/dashboard/${enc(driver.restaurantId)}/stream`, { resume: false, onState: live, onMessage: () => reload() });
-    } else {
-      live('idle');
-      $('#driver-note').textContent = 'New orders show up here when you set your status, or when you reload the page.';
-    }
-  } else if (!idle && restaurantStream) {
-    restaurantStream.close();
-    restaurantStream = null;
-  }
-  if (!idle) $('#driver-note').textContent = '';
 }
 
 async function step(verb) {
@@ -190,7 +149,7 @@ async function step(verb) {
     render(await command('POST', `/api/drivers/${enc(id)}/${verb}`, { orderId: cd.orderId }));
   } catch (e) {
     if (!handleAuth(e)) err.textContent = describe(e);
-    reload();
+    if (driver) render(driver); // the buttons again as the driver stands
   }
 }
 

@@ -9,7 +9,8 @@
 // For tests and assistive technology the canvas carries what it shows as
 // data attributes: data-restaurants, data-destination ("lat,lon"), and for
 // the followed driver data-driver-id, data-driver-lat, data-driver-lon and
-// data-driver-fixes (how many distinct positions it has shown).
+// data-driver-fixes (how many distinct positions it has shown), and
+// data-moves (how many times any driver's marker moved).
 
 export const GRID_LAT = 0.0018;
 export const GRID_LON = 0.0025;
@@ -73,6 +74,7 @@ export class CityMap {
     this.minSpan = minSpanMetres;
     this.pending = false;
     this.fixes = 0;
+    this.moves = 0;
     if (onPick) {
       canvas.classList.add('pick');
       canvas.addEventListener('click', (ev) => {
@@ -111,7 +113,11 @@ export class CityMap {
     if (loc && Number.isFinite(loc.latitude) && Number.isFinite(loc.longitude)) {
       const last = entry.trail[entry.trail.length - 1];
       if (!last || last.latitude !== loc.latitude || last.longitude !== loc.longitude) {
-        if (last) entry.heading = bearing(last, loc);
+        if (last) {
+          entry.heading = bearing(last, loc);
+          this.moves++;
+          this.canvas.dataset.moves = String(this.moves);
+        }
         entry.trail.push({ latitude: loc.latitude, longitude: loc.longitude });
         if (entry.trail.length > 400) entry.trail.shift();
         if (followed) this.fixes++;

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,31 +53,57 @@ func (a *aggregate) view() inventoryapi.StockView {
 const recentCommandsKept = 1024
 
 // recentCommands is a bounded set of command ids, oldest evicted first.
+// A command id of a keyed command is "<kind>:<restaurant>:<key hash>:<request
+// hash>" (commandIDFor); the set is indexed by everything before the request
+// hash, so a key reused with another request is recognised.
 type recentCommands struct {
-	ids   map[string]bool
+	ids   map[string]string // key part → request hash ("" for ids without one)
 	order []string
 	next  int
 }
 
 func newRecentCommands(n int) recentCommands {
-	return recentCommands{ids: make(map[string]bool, n), order: make([]string, 0, n)}
+	return recentCommands{ids: make(map[string]string, n), order: make([]string, 0, n)}
+}
+
+// splitCommandID separates a command id's request hash (its fourth
+// field) from the rest. Ids written before requests were hashed, and ids
+// of commands without an Idempotency-Key, have none.
+func splitCommandID(id string) (key, request string) {
+	if parts := strings.SplitN(id, ":", 4); len(parts) == 4 {
+		return strings.Join(parts[:3], ":"), parts[3]
+	}
+	return id, ""
 }
 
 func (r *recentCommands) add(id string) {
-	if id == "" || r.ids[id] {
+	if id == "" {
+		return
+	}
+	key, request := splitCommandID(id)
+	if _, known := r.ids[key]; known {
 		return
 	}
 	if len(r.order) < cap(r.order) {
-		r.order = append(r.order, id)
+		r.order = append(r.order, key)
 	} else {
 		delete(r.ids, r.order[r.next])
-		r.order[r.next] = id
+		r.order[r.next] = key
 		r.next = (r.next + 1) % len(r.order)
 	}
-	r.ids[id] = true
+	r.ids[key] = request
 }
 
-func (r *recentCommands) has(id string) bool { return r.ids[id] }
+// match reports whether the command was seen, and if so whether with the
+// same request (an id without a request hash matches any).
+func (r *recentCommands) match(id string) (seen, same bool) {
+	key, request := splitCommandID(id)
+	stored, seen := r.ids[key]
+	if !seen {
+		return false, false
+	}
+	return true, stored == "" || request == "" || stored == request
+}
 
 // entry serialises the commands on one restaurant's stock inside this
 // process and holds its cached aggregate. Other instances are kept in
@@ -86,10 +113,6 @@ type entry struct {
 	mu  sync.Mutex
 	agg *aggregate // nil until loaded; guarded by mu
 }
-
-// catchUpDirectMax is the largest gap read with direct gets, one message
-// at a time; longer gaps are read with an ordered consumer.
-const catchUpDirectMax = 32
 
 // catchUp brings the entry's aggregate up to the log: a full load when
 // nothing is cached, otherwise only the events after the cached sequence.
@@ -121,60 +144,20 @@ func (c *Commands) catchUp(ctx context.Context, e *entry) error {
 // readAfter returns the events of a restaurant's stock with sequences in
 // (after, last].
 func (c *Commands) readAfter(ctx context.Context, restaurantID string, after, last uint64) ([]eventstore.Record, error) {
-	st, err := c.stream(ctx, events.Inventory.Stream)
-	if err != nil {
-		return nil, err
-	}
 	subject := events.Inventory.Subject(restaurantID)
-	if last-after <= catchUpDirectMax {
-		var recs []eventstore.Record
-		for next := after + 1; next <= last; {
-			m, err := st.GetMsg(ctx, next, jetstream.WithGetMsgSubject(subject))
-			if err != nil {
-				return nil, fmt.Errorf("read %s after %d: %w", subject, next-1, err)
-			}
-			rec, err := eventstore.DecodeMessage(c.reg, m.Subject, m.Header, m.Data, events.Inventory.Stream, m.Sequence, m.Time)
-			if err != nil {
-				return nil, err
-			}
-			recs = append(recs, rec)
-			next = m.Sequence + 1
-		}
-		return recs, nil
-	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverAllPolicy}
-	if after > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
-	}
-	cons, err := c.js.OrderedConsumer(ctx, events.Inventory.Stream, cfg)
+	// Batched direct gets: nothing is created on the server, and ctx is
+	// obeyed (an ordered consumer's reset retries forever, past any
+	// deadline, when the server goes away).
+	recs, err := c.store.LoadAfter(ctx, restaurantID, after)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", subject, err)
 	}
-	var recs []eventstore.Record
-	for {
-		batch, err := cons.Fetch(512, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", subject, err)
-		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			rec, err := c.store.Decode(m)
-			if err != nil {
-				return nil, err
-			}
-			recs = append(recs, rec)
-			if rec.Seq >= last {
-				return recs, nil
-			}
-		}
-		if err := batch.Error(); err != nil {
-			return nil, fmt.Errorf("read %s: %w", subject, err)
-		}
-		if got == 0 {
-			return nil, fmt.Errorf("read %s: %w: stream ended before sequence %d", subject, eventstore.ErrUnavailable, last)
+	for i, rec := range recs {
+		if rec.Seq >= last {
+			return recs[:i+1], nil
 		}
 	}
+	return nil, fmt.Errorf("read %s: %w: the log ended before sequence %d", subject, eventstore.ErrUnavailable, last)
 }
 
 // stream returns a (cached) handle on a stream; its cached info tells the

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -24,6 +26,9 @@ import (
 var (
 	ErrUnknownRestaurant = errors.New("restaurant not found")
 	ErrConcurrentUpdate  = errors.New("the restaurant's stock kept changing; try again")
+	// ErrIdempotencyKeyReused refuses a command whose Idempotency-Key an
+	// earlier, different command of the same kind and restaurant used.
+	ErrIdempotencyKeyReused = errors.New("this Idempotency-Key was used for a different request")
 )
 
 // maxAttempts bounds decide-append rounds when other instances keep
@@ -169,9 +174,12 @@ func (c *Commands) execute(ctx context.Context, restaurantID, orderID, commandID
 		st, _ := e.agg.stock.Reservation(orderID)
 		return result{view: e.agg.view(), seq: e.agg.seq, events: evs, replayed: replayed, state: st}
 	}
-	for range maxAttempts {
+	for attempt := range maxAttempts {
 		agg := e.agg
-		if agg.commands.has(commandID) {
+		if seen, same := agg.commands.match(commandID); seen {
+			if !same {
+				return done(nil, false), ErrIdempotencyKeyReused
+			}
 			return done(nil, true), nil
 		}
 		evs, err := decide(agg.stock)
@@ -195,6 +203,12 @@ func (c *Commands) execute(ctx context.Context, restaurantID, orderID, commandID
 		switch {
 		case errors.Is(err, eventstore.ErrConflict):
 			c.metrics.Conflicts.Inc()
+			// Another writer of this restaurant's stock (a reservation of
+			// another instance) won: back off a little, growing and
+			// jittered, so a burst of writers does not keep colliding.
+			if err := conflictPause(ctx, attempt); err != nil {
+				return result{}, err
+			}
 			if err := refresh(); err != nil {
 				return result{}, err
 			}
@@ -229,7 +243,10 @@ func (c *Commands) Restock(ctx context.Context, cmd inventoryapi.RestockCommand)
 	for i, it := range cmd.Items {
 		items[i] = domain.Quantity{Ingredient: it.Ingredient, Units: it.Quantity}
 	}
-	commandID := commandIDFor("restock", cmd.RestaurantID, cmd.IdempotencyKey)
+	commandID := commandIDFor("restock", cmd.RestaurantID, cmd.IdempotencyKey, struct {
+		Items []inventoryapi.RestockItem
+		By    string
+	}{cmd.Items, cmd.By})
 	res, err := c.execute(ctx, cmd.RestaurantID, "", commandID, commandMeta(commandID, cmd.CorrelationID, cmd.TraceParent),
 		func(s *domain.Stock) ([]events.Event, error) { return s.Restock(items, cmd.By) })
 	if err != nil {
@@ -251,7 +268,11 @@ func (c *Commands) Adjust(ctx context.Context, cmd inventoryapi.AdjustCommand) (
 	for i, it := range cmd.Items {
 		items[i] = domain.Quantity{Ingredient: it.Ingredient, Units: it.OnHand}
 	}
-	commandID := commandIDFor("adjust", cmd.RestaurantID, cmd.IdempotencyKey)
+	commandID := commandIDFor("adjust", cmd.RestaurantID, cmd.IdempotencyKey, struct {
+		Items  []inventoryapi.AdjustItem
+		Reason string
+		By     string
+	}{cmd.Items, cmd.Reason, cmd.By})
 	res, err := c.execute(ctx, cmd.RestaurantID, "", commandID, commandMeta(commandID, cmd.CorrelationID, cmd.TraceParent),
 		func(s *domain.Stock) ([]events.Event, error) { return s.Adjust(items, cmd.Reason, cmd.By) })
 	if err != nil {
@@ -303,12 +324,31 @@ func commandMeta(commandID, correlationID, traceParent string) events.Meta {
 	return events.Meta{CorrelationID: correlationID, CausationID: commandID, TraceParent: traceParent}
 }
 
-// commandIDFor derives a command id from the client's Idempotency-Key, or
-// makes a fresh one when there is none (then a retry is a new command).
-func commandIDFor(kind, restaurantID, idempotencyKey string) string {
+// commandIDFor derives a command id from the client's Idempotency-Key and
+// a fingerprint of the request ("<kind>:<restaurant>:<key hash>:<request
+// hash>"), or makes a fresh one when there is no key (then a retry is a
+// new command). The same key with the same request is a retry; with
+// another request it is refused (recentCommands.match).
+func commandIDFor(kind, restaurantID, idempotencyKey string, request any) string {
 	if idempotencyKey == "" {
 		return kind + ":" + restaurantID + ":" + uuid.NewString()
 	}
 	sum := sha256.Sum256([]byte(idempotencyKey))
-	return kind + ":" + restaurantID + ":" + hex.EncodeToString(sum[:12])
+	body, _ := json.Marshal(request) // plain structs of strings and numbers: cannot fail
+	req := sha256.Sum256(body)
+	return kind + ":" + restaurantID + ":" + hex.EncodeToString(sum[:12]) + ":" + hex.EncodeToString(req[:6])
+}
+
+// conflictPause waits before retry attempt+1 after a lost race: up to
+// 2 ms times 2^attempt (at most about a quarter of a second), jittered.
+func conflictPause(ctx context.Context, attempt int) error {
+	limit := time.Duration(2<<min(attempt, 7)) * time.Millisecond
+	t := time.NewTimer(time.Duration(rand.Int64N(int64(limit))) + 100*time.Microsecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

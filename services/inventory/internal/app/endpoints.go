@@ -69,6 +69,8 @@ func ToProblem(err error) *inventoryapi.Problem {
 		return &inventoryapi.Problem{Type: problem.TypeConflict, Title: "The adjustment would leave less stock than is reserved", Status: 409, Detail: be.Error()}
 	case errors.Is(err, ErrUnknownRestaurant):
 		return problem.NotFound("Restaurant")
+	case errors.Is(err, ErrIdempotencyKeyReused):
+		return &inventoryapi.Problem{Type: problem.TypeIdempotencyKeyReused, Title: "Idempotency-Key reused with a different request", Status: 422, Detail: err.Error()}
 	case errors.Is(err, ErrConcurrentUpdate):
 		return &inventoryapi.Problem{Type: problem.TypeConcurrentUpdate, Title: "The stock is being changed concurrently", Status: 409, Detail: err.Error()}
 	case errors.Is(err, domain.ErrNotInitialized):

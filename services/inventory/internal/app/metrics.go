@@ -15,6 +15,8 @@ type Metrics struct {
 	Conflicts    prometheus.Counter
 	Checks       prometheus.Counter
 	DeadLetters  *prometheus.CounterVec // by consumer
+	Handled      *prometheus.CounterVec // consumed events handled, by consumer
+	Partitions   *prometheus.GaugeVec   // partitions owned, by consumer (partitioned consumers)
 }
 
 // NewMetrics creates the collectors and registers them with reg (when not
@@ -40,6 +42,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pizza_inventory_dead_letters_total", Help: "Messages the inventory service's consumers and projector parked in DEADLETTER, by consumer.",
 		}, []string{"consumer"}),
+		Handled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pizza_inventory_consumed_events_total", Help: "Events of other contexts handled by this instance's durable consumers, by consumer.",
+		}, []string{"consumer"}),
+		Partitions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pizza_inventory_partitions_owned", Help: "Partitions of a partitioned durable consumer this instance owns, by consumer.",
+		}, []string{"consumer"}),
 	}
 	if reg != nil {
 		m.Reservations = register(reg, m.Reservations)
@@ -48,6 +56,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Conflicts = register(reg, m.Conflicts)
 		m.Checks = register(reg, m.Checks)
 		m.DeadLetters = register(reg, m.DeadLetters)
+		m.Handled = register(reg, m.Handled)
+		m.Partitions = register(reg, m.Partitions)
 	}
 	return m
 }

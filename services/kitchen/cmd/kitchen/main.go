@@ -36,7 +36,7 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
-	svc, err := kitchen.New(kitchen.Config{Keyspace: common.Keyspace, Streams: common.Streams(), TimeScale: timeScale, QCFailureRate: qcRate, Seed: int64(seed)},
+	svc, err := kitchen.New(kitchen.Config{Keyspace: common.Keyspace, Streams: common.Streams(), TimeScale: timeScale, QCFailureRate: qcRate, Seed: int64(seed), Scale: common.Scale()},
 		kitchen.Deps{NC: rt.NC, JS: rt.JS, Redis: rt.Redis, Catalog: rt.Catalog, Log: log, Metrics: rt.Metrics})
 	if err != nil {
 		rt.Close()

@@ -32,17 +32,23 @@ const (
 	maxIdempotencyKey = 200
 )
 
-// Commands handles the kitchen's command: chefs' breaks.
+// Commands handles the kitchen's commands: chefs' breaks and the alerts
+// of kitchen devices.
 type Commands struct {
-	store *eventstore.Store
-	chefs map[string]string // chef id -> restaurant id, from the catalogue
-	clock func() time.Time
-	log   *slog.Logger
+	store       *eventstore.Store
+	chefs       map[string]string   // chef id -> restaurant id, from the catalogue
+	restaurants map[string]struct{} // restaurant ids of the catalogue
+	clock       func() time.Time
+	log         *slog.Logger
 }
 
 // NewCommands wires the command handler.
 func NewCommands(store *eventstore.Store, cat *catalog.Catalog, clock func() time.Time, log *slog.Logger) *Commands {
-	return &Commands{store: store, chefs: chefIndex(cat), clock: clock, log: log}
+	restaurants := map[string]struct{}{}
+	for _, r := range cat.Restaurants {
+		restaurants[r.ID] = struct{}{}
+	}
+	return &Commands{store: store, chefs: chefIndex(cat), restaurants: restaurants, clock: clock, log: log}
 }
 
 // chefIndex maps every chef of the catalogue to its restaurant.

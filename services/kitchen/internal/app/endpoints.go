@@ -35,7 +35,10 @@ func (e *Endpoints) Wait() { e.run.Wait() }
 
 // Register adds the endpoints to a micro service.
 func (e *Endpoints) Register(svc micro.Service) error {
-	return svc.AddEndpoint("chef-break", service.Handle(e.run, e.cmds.ChefBreak), micro.WithEndpointSubject(kitchenapi.SubjectChefBreak))
+	if err := svc.AddEndpoint("chef-break", service.Handle(e.run, e.cmds.ChefBreak), micro.WithEndpointSubject(kitchenapi.SubjectChefBreak)); err != nil {
+		return err
+	}
+	return svc.AddEndpoint("alert", service.Handle(e.run, e.cmds.Alert), micro.WithEndpointSubject(kitchenapi.SubjectAlert))
 }
 
 // ToProblem maps an application error to the problem the caller gets.
@@ -55,6 +58,8 @@ func ToProblem(err error) *problem.Problem {
 		return problem.Validation(fields...)
 	case errors.Is(err, ErrChefNotFound):
 		return problem.NotFound("Chef")
+	case errors.Is(err, ErrRestaurantNotFound):
+		return problem.NotFound("Restaurant")
 	case errors.Is(err, domain.ErrAlreadyOnBreak):
 		c := problem.Conflict(err.Error())
 		c.CurrentStatus = kitchenapi.ChefOnBreak

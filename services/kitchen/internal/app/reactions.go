@@ -59,6 +59,9 @@ func (r *Reactions) OnInventory(ctx context.Context, rec eventstore.Record) erro
 	if _, clash := r.chefs[sr.OrderID]; clash {
 		return fmt.Errorf("stock_reserved seq %d: order id %q is a chef's id; a ticket cannot share the chef's subject", rec.Seq, sr.OrderID)
 	}
+	if events.IsKitchenDevicesAggregate(sr.OrderID) {
+		return fmt.Errorf("stock_reserved seq %d: order id %q starts with %q, the prefix of the kitchen devices' subjects", rec.Seq, sr.OrderID, events.KitchenDevicesPrefix)
+	}
 	evs, err := domain.NewTicket(sr.OrderID).Queue(domain.QueueInput{RestaurantID: sr.RestaurantID, Lines: sr.Lines, DeliveryLocation: sr.DeliveryLocation})
 	if err != nil {
 		return fmt.Errorf("stock_reserved seq %d: %w", rec.Seq, err)

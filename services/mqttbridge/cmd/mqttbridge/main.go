@@ -6,9 +6,6 @@ import (
 	"context"
 	"flag"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/catalog"
@@ -18,15 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-func main() {
-	log := service.NewLogger(os.Stderr, os.Getenv("PIZZA_LOG_FORMAT"), os.Getenv("PIZZA_LOG_LEVEL"))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, log, os.Args[1:]); err != nil {
-		log.Error("mqttbridge stopped", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("mqttbridge", run) }
 
 func run(ctx context.Context, log *slog.Logger, args []string) error {
 	var natsURL, redisURL, keyspace, catalogPath, healthAddr, mqttAddr, wsAddr string

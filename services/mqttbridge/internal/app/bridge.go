@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/awesome-pizza/pizza/pkg/eventstore"
 	"github.com/awesome-pizza/pizza/services/drivers/driversapi"
 	"github.com/awesome-pizza/pizza/services/mqttbridge/internal/device"
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -41,14 +42,20 @@ type Bridge struct {
 	opts    Options
 	nc      *nats.Conn
 	js      jetstream.JetStream
+	pub     jetstream.JetStream // async telemetry appends (append)
 	rdb     *redis.Client
 	creds   *Credentials
+	drivers *eventstore.Store // DRIVERS: is a driver registered?
 	log     *slog.Logger
 	clock   func() time.Time
 	metrics *Metrics
 	server  *mqtt.Server
 
 	stopping atomic.Bool
+
+	// known holds the ids of drivers found registered on DRIVERS. Drivers
+	// are never removed, so an id stays known for the bridge's lifetime.
+	known sync.Map
 
 	mu       sync.Mutex
 	sessions map[*mqtt.Client]*session
@@ -68,8 +75,14 @@ type session struct {
 
 // NewBridge returns a bridge; attach it to a broker with SetServer and
 // register Hook.
-func NewBridge(opts Options, nc *nats.Conn, js jetstream.JetStream, rdb *redis.Client, creds *Credentials, log *slog.Logger, clock func() time.Time, m *Metrics) *Bridge {
-	return &Bridge{opts: opts, nc: nc, js: js, rdb: rdb, creds: creds, log: log, clock: clock, metrics: m,
+func NewBridge(opts Options, nc *nats.Conn, js jetstream.JetStream, rdb *redis.Client, creds *Credentials, drivers *eventstore.Store, log *slog.Logger, clock func() time.Time, m *Metrics) *Bridge {
+	// The async publisher's ack timeout drops a pending ack whose waiter
+	// gave up, so that it does not hold a slot of the window.
+	pub, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(AppendWindow), jetstream.WithPublishAsyncTimeout(max(opts.CommandTimeout, time.Second)))
+	if err != nil {
+		pub = js
+	}
+	return &Bridge{pub: pub, opts: opts, nc: nc, js: js, rdb: rdb, creds: creds, drivers: drivers, log: log, clock: clock, metrics: m,
 		sessions: map[*mqtt.Client]*session{}, latest: map[string]*mqtt.Client{}, orders: map[string]string{}}
 }
 

@@ -84,7 +84,9 @@ func (i *Issuer) exists(ctx context.Context, kind, id string) (bool, error) {
 	if i.inCatalog(id) {
 		return true, nil
 	}
-	seq, err := i.drivers.LastSeq(ctx, id)
+	// Ask the stream leader: a replica that has not applied a driver
+	// registered a moment ago would make it look unknown.
+	seq, err := i.drivers.LastSeqFromLeader(ctx, id)
 	if err != nil {
 		return false, errors.Join(eventstore.ErrUnavailable, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
 	"github.com/awesome-pizza/pizza/pkg/problem"
 	"github.com/awesome-pizza/pizza/services/drivers/driversapi"
+	"github.com/awesome-pizza/pizza/services/kitchen/kitchenapi"
 	"github.com/awesome-pizza/pizza/services/mqttbridge/internal/device"
 	"github.com/awesome-pizza/pizza/services/mqttbridge/mqttapi"
 	"github.com/nats-io/nats.go"
@@ -32,11 +34,15 @@ func (e *RejectedError) Error() string { return e.Subject + ": " + e.Problem.Err
 // ingest turns one device publish into its effect, and returns once that
 // effect is durably in the log:
 //
-//   - a location becomes svc.drivers.location (the drivers service appends
-//     driver_location_reported to TELEMETRY and answers after the ack);
+//   - a location is appended to TELEMETRY as driver_location_reported,
+//     built and validated as the drivers service builds it for the HTTP
+//     route (driversapi.NewLocationFix), once the driver is known to be
+//     registered (knownDriver);
 //   - a status becomes svc.drivers.status (driver_status_changed on DRIVERS);
 //   - an oven reading is appended to TELEMETRY as oven_reading_reported;
-//   - a kitchen alert is logged, counted and appended as kitchen_alert_raised;
+//   - a kitchen alert becomes svc.kitchen.alert (kitchen_device_alert_raised
+//     on KITCHEN), then is appended to TELEMETRY as kitchen_alert_raised,
+//     logged and counted;
 //   - an order event is validated, logged and counted: it changes nothing.
 //
 // Telemetry is deduplicated by content: the idempotency key of a location,
@@ -53,12 +59,22 @@ func (b *Bridge) ingest(ctx context.Context, who device.Identity, topic device.T
 			return err
 		}
 		cmd.IdempotencyKey, cmd.CorrelationID = key, who.ID
-		var reply driversapi.LocationReply
-		if err := b.request(ctx, driversapi.SubjectLocation, cmd, &reply); err != nil {
+		fix, err := driversapi.NewLocationFix(cmd, now)
+		if inv := (*driversapi.InvalidLocationError)(nil); errors.As(err, &inv) {
+			return &device.InvalidPayloadError{Fields: deviceFields(inv.Fields)}
+		}
+		if err != nil {
 			return err
 		}
-		if reply.Replayed {
-			b.log.Debug("location was already stored", "driver_id", topic.ID, "seq", reply.Seq)
+		if err := b.knownDriver(ctx, topic.ID); err != nil {
+			return err
+		}
+		ack, err := b.append(ctx, fix.Msg)
+		if err != nil {
+			return err
+		}
+		if ack.Duplicate {
+			b.log.Debug("location was already stored", "driver_id", topic.ID, "seq", ack.Sequence)
 		}
 		return nil
 	case device.Status:
@@ -87,6 +103,18 @@ func (b *Bridge) ingest(ctx context.Context, who device.Identity, topic device.T
 		if err != nil {
 			return err
 		}
+		// The alert is the kitchen's domain event first: the kitchen
+		// service appends kitchen_device_alert_raised to KITCHEN. The raw
+		// message then goes to TELEMETRY for the kitchen-telemetry read
+		// model. Both are deduplicated by the content key, so a resend
+		// after a failure between the two stores each once.
+		raisedAt := alert.RaisedAt
+		cmd := kitchenapi.AlertCommand{RestaurantID: topic.ID, DeviceID: who.ID, Alert: alert.Alert, Severity: alert.Severity, Details: alert.Details,
+			RaisedAt: &raisedAt, IdempotencyKey: key, CorrelationID: who.ID}
+		var reply kitchenapi.AlertReply
+		if err := b.request(ctx, kitchenapi.SubjectAlert, cmd, &reply); err != nil {
+			return err
+		}
 		if err := b.appendTelemetry(ctx, topic.ID, alert, "mqttbridge:alert:"+topic.ID+":"+key, now); err != nil {
 			return err
 		}
@@ -95,7 +123,8 @@ func (b *Bridge) ingest(ctx context.Context, who device.Identity, topic device.T
 		if alert.Severity == "critical" {
 			log = b.log.Error
 		}
-		log("ALERT: kitchen device raised an alert", "alert", "kitchen_alert", "kitchen_id", topic.ID, "what", alert.Alert, "severity", alert.Severity, "details", string(alert.Details))
+		log("ALERT: kitchen device raised an alert", "alert", "kitchen_alert", "kitchen_id", topic.ID, "what", alert.Alert, "severity", alert.Severity,
+			"details", string(alert.Details), "kitchen_seq", reply.Seq, "replayed", reply.Replayed)
 		return nil
 	case device.OrderEvents:
 		ev, err := device.DecodeOrderEvent(payload, now)
@@ -109,6 +138,14 @@ func (b *Bridge) ingest(ctx context.Context, who device.Identity, topic device.T
 		// The ACL lets no other topic through.
 		return &device.InvalidPayloadError{Fields: []device.FieldError{{Field: "topic", Detail: "no device publishes on " + name}}}
 	}
+}
+
+func deviceFields(in []driversapi.FieldError) []device.FieldError {
+	out := make([]device.FieldError, len(in))
+	for i, f := range in {
+		out[i] = device.FieldError{Field: f.Field, Detail: f.Detail}
+	}
+	return out
 }
 
 // contentKey identifies a message by what it says.
@@ -166,21 +203,90 @@ func (b *Bridge) appendTelemetry(ctx context.Context, kitchenID string, ev event
 	if err != nil {
 		return err
 	}
-	body, err := env.Marshal()
+	m, err := driversapi.TelemetryMsg(subject, env, commandID)
 	if err != nil {
 		return err
 	}
-	m := nats.NewMsg(subject)
-	m.Data = body
-	m.Header.Set(events.HeaderType, env.Type)
-	m.Header.Set(events.HeaderVersion, strconv.Itoa(env.Version))
-	m.Header.Set(events.HeaderCommandID, commandID)
-	m.Header.Set(events.HeaderCorrelation, env.CorrelationID)
-	m.Header.Set(jetstream.MsgIDHeader, commandID)
-	ack, err := b.js.PublishMsg(ctx, m)
+	ack, err := b.append(ctx, m)
 	if err != nil {
-		return fmt.Errorf("append %s to %s: %w: %v", env.Type, subject, eventstore.ErrUnavailable, err)
+		return err
 	}
 	b.log.Debug("telemetry stored", "kitchen_id", kitchenID, "type", env.Type, "seq", ack.Sequence, "duplicate", ack.Duplicate)
+	return nil
+}
+
+// AppendWindow bounds the telemetry appends in flight at once (one per
+// connection at most: mochi handles a connection's packets in order).
+const AppendWindow = 4096
+
+// append stores a telemetry message and returns once JetStream
+// acknowledged this message; any failure is ErrUnavailable (the device
+// sends again). The publish is asynchronous so that a lost connection to
+// NATS fails every append in flight at once (the async publisher fails
+// its pending acks on a disconnect) instead of each waiting out its
+// timeout; while NATS is unreachable, appends fail at once. A full window
+// waits for a free slot until ctx's deadline.
+func (b *Bridge) append(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) {
+	fail := func(err error) (*jetstream.PubAck, error) {
+		return nil, fmt.Errorf("append %s to %s: %w: %v", m.Header.Get(events.HeaderType), m.Subject, eventstore.ErrUnavailable, err)
+	}
+	if !b.nc.IsConnected() {
+		return fail(nats.ErrDisconnected)
+	}
+	stall := b.opts.CommandTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		stall = time.Until(dl)
+	}
+	if stall <= 0 {
+		return fail(context.DeadlineExceeded)
+	}
+	f, err := b.pub.PublishMsgAsync(m, jetstream.WithStallWait(stall))
+	if err != nil {
+		return fail(err)
+	}
+	select {
+	case ack := <-f.Ok():
+		return ack, nil
+	case err := <-f.Err():
+		return fail(err)
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
+}
+
+// knownDriver refuses a fix of a driver the platform does not know (404),
+// as the drivers service does. A device's credentials are only issued for
+// a registered (or catalogue) driver and drivers are never removed, so
+// this is a safety net: DRIVERS is asked once per driver id (direct get
+// of the last message on drivers.<id>), and a registered driver is
+// remembered for the bridge's lifetime. An unknown
+// id is asked again at its next fix (it may be registered by then).
+func (b *Bridge) knownDriver(ctx context.Context, driverID string) error {
+	if _, ok := b.known.Load(driverID); ok {
+		return nil
+	}
+	if !b.nc.IsConnected() {
+		return fmt.Errorf("is driver %s registered: %w: %v", driverID, eventstore.ErrUnavailable, nats.ErrDisconnected)
+	}
+	// A direct get, which any replica answers without going through the
+	// JetStream API queue (a thousand phones send their first fix at once
+	// after a restart); only a "no" is confirmed by the stream leader, in
+	// case a replica has not applied a registration yet.
+	seq, err := b.drivers.LastSeq(ctx, driverID)
+	if err == nil && seq == 0 {
+		seq, err = b.drivers.LastSeqFromLeader(ctx, driverID)
+	}
+	if err != nil {
+		if errors.Is(err, eventstore.ErrUnavailable) {
+			return fmt.Errorf("is driver %s registered: %w", driverID, err)
+		}
+		return fmt.Errorf("is driver %s registered: %w: %v", driverID, eventstore.ErrUnavailable, err)
+	}
+	if seq == 0 {
+		nf := problem.NotFound("Driver")
+		nf.Detail = "no driver " + driverID + " is registered"
+		return &RejectedError{Subject: events.DriverLocationSubject(driverID), Problem: nf}
+	}
+	b.known.Store(driverID, struct{}{})
 	return nil
 }

@@ -124,41 +124,55 @@ func (c *checker) oneOf(field, v string, allowed []string) {
 
 // DecodeLocation decodes a location payload of driverID into the drivers
 // service's command. Speed, heading and accuracy keep the drivers
-// service's units (km/h, degrees, metres).
+// service's units (km/h, degrees, metres). The values are checked with
+// the drivers service's own rules (driversapi.ValidateLocation); errors
+// name the payload's fields.
 func DecodeLocation(driverID string, payload []byte, now time.Time) (driversapi.LocationCommand, error) {
 	var p mqttapi.LocationPayload
 	if err := decode(payload, &p); err != nil {
 		return driversapi.LocationCommand{}, err
 	}
 	var c checker
+	// unpicked names the coordinates already reported here: the drivers
+	// rules would only repeat that they are missing.
+	unpicked := map[string]bool{}
 	pick := func(long, short *float64, longName, shortName string) *float64 {
 		switch {
 		case long == nil && short == nil:
 			c.add(longName, "is required (or %s)", shortName)
-			return nil
 		case long != nil && short != nil && *long != *short:
 			c.add(shortName, "contradicts %s", longName)
-			return nil
 		case long != nil:
 			return long
 		default:
 			return short
 		}
+		unpicked[longName] = true
+		return nil
 	}
-	lat := pick(p.Latitude, p.Lat, "latitude", "lat")
-	lon := pick(p.Longitude, p.Lon, "longitude", "lon")
-	c.inRange("latitude", lat, -90, 90, "")
-	c.inRange("longitude", lon, -180, 180, "")
-	c.inRange("speed", p.Speed, 0, 300, " km/h")
-	c.inRange("accuracy", p.Accuracy, 0, 100_000, " m")
-	if h := p.Heading; h != nil && (math.IsNaN(*h) || *h < 0 || *h >= 360) {
-		c.add("heading", "must be at least 0 and less than 360 degrees")
+	cmd := driversapi.LocationCommand{DriverID: driverID, Latitude: pick(p.Latitude, p.Lat, "latitude", "lat"), Longitude: pick(p.Longitude, p.Lon, "longitude", "lon"),
+		SpeedKmh: p.Speed, Heading: p.Heading, AccuracyM: p.Accuracy, Timestamp: p.Timestamp}
+	for _, f := range driversapi.ValidateLocation(cmd, now) {
+		if !unpicked[f.Field] {
+			c.errs = append(c.errs, FieldError{Field: payloadField(f.Field), Detail: f.Detail})
+		}
 	}
-	c.timestamp(p.Timestamp, now)
 	if err := c.err(); err != nil {
 		return driversapi.LocationCommand{}, err
 	}
-	return driversapi.LocationCommand{DriverID: driverID, Latitude: lat, Longitude: lon, SpeedKmh: p.Speed, Heading: p.Heading, AccuracyM: p.Accuracy, Timestamp: p.Timestamp}, nil
+	return cmd, nil
+}
+
+// payloadField names a field of the location command as the payload
+// does.
+func payloadField(commandField string) string {
+	switch commandField {
+	case "speedKmh":
+		return "speed"
+	case "accuracyM":
+		return "accuracy"
+	}
+	return commandField
 }
 
 // DecodeStatus decodes a status payload.

@@ -186,11 +186,13 @@ func (c *Commands) Transition(ctx context.Context, cmd ordersapi.TransitionComma
 // with the state's sequence as the expected one; when another writer won,
 // it reloads and decides again.
 func (c *Commands) execute(ctx context.Context, orderID, commandID string, meta events.Meta, decide func(*domain.Order) ([]events.Event, error)) (ordersapi.CommandReply, error) {
+	fresh := false
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		agg, err := c.load(ctx, orderID, attempt > 0)
+		agg, cached, err := c.load(ctx, orderID, fresh)
 		if err != nil {
 			return ordersapi.CommandReply{}, err
 		}
+		fresh = true // any next attempt reads the log
 		if agg.commands[commandID] {
 			// This command is already stored: a retry. Answer with the order
 			// as it is now.
@@ -198,6 +200,13 @@ func (c *Commands) execute(ctx context.Context, orderID, commandID string, meta 
 		}
 		order := agg.order
 		evs, err := decide(&order)
+		if err != nil && cached {
+			// The cached state may be behind the log: another instance
+			// may have appended since (several instances share the
+			// orders). Refuse only what the log's state refuses.
+			c.cache.drop(orderID)
+			continue
+		}
 		if err != nil {
 			return ordersapi.CommandReply{Order: agg.view, Seq: agg.seq}, err
 		}
@@ -216,11 +225,11 @@ func (c *Commands) execute(ctx context.Context, orderID, commandID string, meta 
 		}
 		if res.Duplicate {
 			c.cache.drop(orderID)
-			fresh, err := c.load(ctx, orderID, true)
+			now, _, err := c.load(ctx, orderID, true)
 			if err != nil {
 				return ordersapi.CommandReply{}, err
 			}
-			return ordersapi.CommandReply{Order: fresh.view, Seq: fresh.seq, Replayed: true}, nil
+			return ordersapi.CommandReply{Order: now.view, Seq: now.seq, Replayed: true}, nil
 		}
 		next := agg.clone()
 		for i, env := range envs {
@@ -235,28 +244,28 @@ func (c *Commands) execute(ctx context.Context, orderID, commandID string, meta 
 }
 
 // load returns the order's current state, from the cache unless fresh is
-// asked for.
-func (c *Commands) load(ctx context.Context, orderID string, fresh bool) (*aggregate, error) {
+// asked for; cached tells which.
+func (c *Commands) load(ctx context.Context, orderID string, fresh bool) (agg *aggregate, cached bool, err error) {
 	if !fresh {
 		if agg, ok := c.cache.get(orderID); ok {
-			return agg, nil
+			return agg, true, nil
 		}
 	}
 	recs, _, err := c.store.Load(ctx, orderID)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if len(recs) == 0 {
-		return nil, ErrNotFound
+		return nil, false, ErrNotFound
 	}
-	agg := &aggregate{order: *domain.New(orderID)}
+	agg = &aggregate{order: *domain.New(orderID)}
 	for _, rec := range recs {
 		if err := agg.apply(rec); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	c.cache.put(orderID, agg)
-	return agg, nil
+	return agg, false, nil
 }
 
 func envelopes(orderID string, evs []events.Event, now time.Time, meta events.Meta) ([]events.Envelope, error) {

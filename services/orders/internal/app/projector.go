@@ -25,24 +25,36 @@ func (Projector) Name() string     { return ordersapi.ReadModel }
 func (Projector) Stream() string   { return events.Orders.Stream }
 func (Projector) Filter() []string { return []string{events.Orders.Wildcard()} }
 
+// Prefetch names the order's view, which Apply reads for every event: the
+// runtime reads the views of a whole batch in one round trip.
+func (Projector) Prefetch(tx *projection.Tx, subject string, key func(string)) {
+	if id, ok := events.Orders.AggregateID(subject); ok {
+		key(tx.Key("order", id))
+	}
+}
+
 // Apply folds one order event into the model.
 func (p Projector) Apply(ctx context.Context, tx *projection.Tx, rec eventstore.Record) error {
 	id := rec.Envelope.AggregateID
 	key := tx.Key("order", id)
-	var view ordersapi.OrderView
-	if err := getJSON(ctx, tx, key, &view); err != nil {
+	// The view is decoded once per batch and encoded once at its commit;
+	// the events of a batch change it in place.
+	vp, _, err := projection.GetDoc[ordersapi.OrderView](ctx, tx, key)
+	if err != nil {
 		return err
 	}
+	// Work on a copy, so an event the projector rejects leaves the batch's
+	// document as it was.
+	view := *vp
+	view.Items = slices.Clone(vp.Items)
+	view.StatusHistory = slices.Clone(vp.StatusHistory)
 	before := view.Status
 	wasStuck := view.Stuck
 	if err := applyToView(&view, rec.Envelope, rec.Event, rec.Seq); err != nil {
 		return err
 	}
-	b, err := json.Marshal(view)
-	if err != nil {
-		return err
-	}
-	tx.Set(key, string(b))
+	*vp = view
+	tx.PutDoc(key, vp)
 
 	rid := view.RestaurantID
 	member := fmt.Sprintf("%013d:%s", view.CreatedAt.UnixMilli(), id)
@@ -64,19 +76,32 @@ func (p Projector) Apply(ctx context.Context, tx *projection.Tx, rec eventstore.
 		return err
 	}
 
-	note, err := json.Marshal(ordersapi.Notification{OrderID: id, Seq: rec.Seq, Order: view})
-	if err != nil {
-		return err
-	}
-	tx.Notify(string(note))
+	// One notification per order per batch, with the order as the batch
+	// writes it (each holds the whole order, so a watcher misses nothing),
+	// embedding the document already encoded for the write.
+	seq := rec.Seq
+	tx.NotifyLatestDoc(id, key, "orderId", seq, "order", func() any {
+		return ordersapi.Notification{OrderID: id, Seq: seq, Order: *vp}
+	})
 	return nil
 }
 
 func (p Projector) updateDashboard(ctx context.Context, tx *projection.Tx, view ordersapi.OrderView, before string, wasStuck bool, seq uint64) error {
 	key := ordersapi.DashboardKey(p.Keyspace, view.RestaurantID)
-	d := ordersapi.DashboardOrders{RestaurantID: view.RestaurantID, OrdersByStatus: map[string]int{}, StuckOrders: []string{}}
-	if err := getJSON(ctx, tx, key, &d); err != nil {
+	// One restaurant's dashboard changes with most of a batch's events:
+	// decoded once per batch, encoded once at its commit.
+	d, _, err := projection.GetDoc[ordersapi.DashboardOrders](ctx, tx, key)
+	if err != nil {
 		return err
+	}
+	if d.RestaurantID == "" {
+		d.RestaurantID = view.RestaurantID
+	}
+	if d.OrdersByStatus == nil {
+		d.OrdersByStatus = map[string]int{}
+	}
+	if d.StuckOrders == nil {
+		d.StuckOrders = []string{}
 	}
 	if view.Status != before {
 		if before != "" {
@@ -112,11 +137,7 @@ func (p Projector) updateDashboard(ctx context.Context, tx *projection.Tx, view 
 	}
 	d.Version = seq
 	d.LastUpdated = view.LastUpdated
-	b, err := json.Marshal(d)
-	if err != nil {
-		return err
-	}
-	tx.Set(key, string(b))
+	tx.PutDoc(key, d)
 	return nil
 }
 

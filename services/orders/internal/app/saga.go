@@ -31,7 +31,7 @@ type Saga struct {
 	reg  *events.Registry
 	log  *slog.Logger
 
-	consumers []*eventstore.Consumer
+	consumers eventstore.Consumers
 }
 
 // Durable consumer names of the saga: contracts (see docs/events.md).
@@ -46,8 +46,9 @@ func NewSaga(cmds *Commands, js jetstream.JetStream, reg *events.Registry, log *
 	return &Saga{cmds: cmds, js: js, reg: reg, log: log.With("component", "saga")}
 }
 
-// Start creates the durable consumers and begins reacting.
-func (s *Saga) Start(ctx context.Context, onDeadLetter func(eventstore.DeadLetter)) error {
+// Start creates the durable consumers (shared or partitioned, as sc says)
+// and begins reacting.
+func (s *Saga) Start(ctx context.Context, sc eventstore.Scale, onDeadLetter func(eventstore.DeadLetter)) error {
 	specs := []struct {
 		stream, durable string
 	}{
@@ -56,7 +57,7 @@ func (s *Saga) Start(ctx context.Context, onDeadLetter func(eventstore.DeadLette
 		{events.Drivers.Stream, DurableSagaDrivers},
 	}
 	for _, sp := range specs {
-		c, err := eventstore.Consume(ctx, s.js, s.reg, eventstore.ConsumerSpec{
+		err := s.consumers.Start(ctx, s.js, s.reg, sc, eventstore.ConsumerSpec{
 			Stream:     sp.stream,
 			Durable:    sp.durable,
 			MaxDeliver: 30,
@@ -66,18 +67,16 @@ func (s *Saga) Start(ctx context.Context, onDeadLetter func(eventstore.DeadLette
 			s.Stop()
 			return fmt.Errorf("saga: %w", err)
 		}
-		s.consumers = append(s.consumers, c)
 	}
 	return nil
 }
 
 // Stop stops reacting; a reaction in progress completes.
-func (s *Saga) Stop() {
-	for _, c := range s.consumers {
-		c.Stop()
-	}
-	s.consumers = nil
-}
+func (s *Saga) Stop() { s.consumers.Stop() }
+
+// Partitions returns the partitions this instance owns per saga durable
+// (nil unless partitioned).
+func (s *Saga) Partitions() map[string][]int { return s.consumers.Partitions() }
 
 // errNotYet asks for a redelivery: the order has not reached the state the
 // event follows.

@@ -56,6 +56,9 @@ func applyToView(v *ordersapi.OrderView, env events.Envelope, ev events.Event, s
 	case events.OrderDriverAssigned:
 		status = string(domain.DriverAssigned)
 		v.AssignedDriverID = &e.DriverID
+		if v.DriverTracking != nil && v.DriverTracking.DriverID != e.DriverID {
+			v.DriverTracking = nil // another driver's position
+		}
 	case events.OrderPickedUp:
 		status = string(domain.PickedUp)
 	case events.OrderOutForDelivery:
@@ -91,6 +94,10 @@ func applyToView(v *ordersapi.OrderView, env events.Envelope, ev events.Event, s
 	}
 	v.Status = status
 	v.Stuck = false
+	if !slices.Contains(ordersapi.TrackedStatuses, status) {
+		// The driver's whereabouts stop being the customer's business.
+		v.DriverTracking = nil
+	}
 	v.LastUpdated = at
 	v.StatusHistory = append(slices.Clip(v.StatusHistory), ordersapi.StatusChange{Status: status, At: at})
 	return nil

@@ -1,0 +1,103 @@
+module github.com/awesome-pizza/pizza/tests/regions
+
+go 1.26.0
+
+require (
+	github.com/awesome-pizza/pizza/pkg/catalog v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/pkg/events v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/pkg/eventstore v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/pkg/projection v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/pkg/region v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/pkg/testkit v0.0.0-00010101000000-000000000000
+	github.com/awesome-pizza/pizza/services/orders v0.0.0-00010101000000-000000000000
+	github.com/nats-io/nats-server/v2 v2.15.2
+	github.com/nats-io/nats.go v1.55.0
+	github.com/redis/go-redis/v9 v9.23.0
+)
+
+require (
+	github.com/antithesishq/antithesis-sdk-go v0.9.0-default-no-op // indirect
+	github.com/awesome-pizza/pizza/pkg/netutil v0.0.0-00010101000000-000000000000 // indirect
+	github.com/awesome-pizza/pizza/pkg/problem v0.0.0-00010101000000-000000000000 // indirect
+	github.com/awesome-pizza/pizza/pkg/service v0.0.0-00010101000000-000000000000 // indirect
+	github.com/awesome-pizza/pizza/pkg/tracing v0.0.0-00010101000000-000000000000 // indirect
+	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/go-logr/logr v1.4.4 // indirect
+	github.com/go-logr/stdr v1.2.2 // indirect
+	github.com/google/go-tpm v0.9.8 // indirect
+	github.com/google/uuid v1.6.0 // indirect
+	github.com/grpc-ecosystem/grpc-gateway/v2 v2.30.0 // indirect
+	github.com/klauspost/compress v1.20.4 // indirect
+	github.com/minio/highwayhash v1.0.4 // indirect
+	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/nats-io/jwt/v2 v2.8.3 // indirect
+	github.com/nats-io/nkeys v0.4.17 // indirect
+	github.com/nats-io/nuid v1.0.1 // indirect
+	github.com/prometheus/client_golang v1.25.0 // indirect
+	github.com/prometheus/client_model v0.6.3 // indirect
+	github.com/prometheus/common v0.72.0 // indirect
+	github.com/prometheus/procfs v0.22.0 // indirect
+	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
+	go.opentelemetry.io/otel v1.47.0 // indirect
+	go.opentelemetry.io/otel/exporters/otlp/otlptrace v1.47.0 // indirect
+	go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp v1.47.0 // indirect
+	go.opentelemetry.io/otel/log v1.47.0 // indirect
+	go.opentelemetry.io/otel/metric v1.47.0 // indirect
+	go.opentelemetry.io/otel/sdk v1.47.0 // indirect
+	go.opentelemetry.io/otel/trace v1.47.0 // indirect
+	go.opentelemetry.io/proto/otlp v1.11.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
+	google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
+	google.golang.org/grpc v1.83.2 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
+)
+
+replace github.com/awesome-pizza/pizza/pkg/catalog => ../../pkg/catalog
+
+replace github.com/awesome-pizza/pizza/pkg/events => ../../pkg/events
+
+replace github.com/awesome-pizza/pizza/pkg/eventstore => ../../pkg/eventstore
+
+replace github.com/awesome-pizza/pizza/pkg/problem => ../../pkg/problem
+
+replace github.com/awesome-pizza/pizza/pkg/projection => ../../pkg/projection
+
+replace github.com/awesome-pizza/pizza/pkg/region => ../../pkg/region
+
+replace github.com/awesome-pizza/pizza/pkg/service => ../../pkg/service
+
+replace github.com/awesome-pizza/pizza/pkg/testkit => ../../pkg/testkit
+
+replace github.com/awesome-pizza/pizza/pkg/tracing => ../../pkg/tracing
+
+replace github.com/awesome-pizza/pizza/services/orders => ../../services/orders
+
+replace github.com/awesome-pizza/pizza/cmd/pizza => ../../cmd/pizza
+
+replace github.com/awesome-pizza/pizza/deploy/test => ../../deploy/test
+
+replace github.com/awesome-pizza/pizza/services/drivers => ../../services/drivers
+
+replace github.com/awesome-pizza/pizza/services/gateway => ../../services/gateway
+
+replace github.com/awesome-pizza/pizza/services/inventory => ../../services/inventory
+
+replace github.com/awesome-pizza/pizza/services/kitchen => ../../services/kitchen
+
+replace github.com/awesome-pizza/pizza/services/mqttbridge => ../../services/mqttbridge
+
+replace github.com/awesome-pizza/pizza/tests/browser => ../../tests/browser
+
+replace github.com/awesome-pizza/pizza/tests/fault => ../../tests/fault
+
+replace github.com/awesome-pizza/pizza/tests/scale => ../../tests/scale
+
+replace github.com/awesome-pizza/pizza/pkg/netutil => ../../pkg/netutil

@@ -1,0 +1,215 @@
+package regions
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/awesome-pizza/pizza/pkg/events"
+	"github.com/awesome-pizza/pizza/pkg/region"
+	"github.com/awesome-pizza/pizza/pkg/testkit"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TestSourceWatchSeesARegionLeftBehind fills GLOBAL (Discard: New at its
+// current count) while a region stores events: the watch must read the region's true
+// last event through GLOBAL's import, see GLOBAL behind and count the
+// stall; once GLOBAL takes messages again, it catches up (after
+// nats-server's retry backoff, or sooner by the watch's re-seed) and the
+// watch sees every region complete. With the link cut, the region is
+// reported unreachable rather than behind.
+func TestSourceWatchSeesARegionLeftBehind(t *testing.T) {
+	w := startWorld(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ejs := w.regions[east].js
+	publish := func(from, n int) uint64 {
+		t.Helper()
+		var last uint64
+		for i := from; i < from+n; i++ {
+			ack, err := ejs.Publish(ctx, events.Orders.Subject(fmt.Sprintf("o%d", i)), fmt.Appendf(nil, "event %d", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = ack.Sequence
+		}
+		return last
+	}
+	// Reports at once; re-seeds a source stalled for 10 s (the full GLOBAL
+	// makes nats-server's source back off by 10 s per failed store).
+	watch := &region.SourceWatch{JS: w.gjs, Topology: topology, Stall: time.Nanosecond, Reseed: 10 * time.Second, Log: quietLog()}
+	statusOf := func(st []region.SourceStatus, name string) region.SourceStatus {
+		for _, s := range st {
+			if s.Region == name {
+				return s
+			}
+		}
+		t.Fatalf("no status for %s in %+v", name, st)
+		return region.SourceStatus{}
+	}
+	complete := func() error {
+		st, err := watch.Check(ctx)
+		if err != nil {
+			return err
+		}
+		for _, s := range st {
+			if !s.Reachable || s.Behind() {
+				return fmt.Errorf("%s: %+v", s.Region, s)
+			}
+		}
+		return nil
+	}
+
+	first := publish(0, 3)
+	testkit.Eventually(t, 30*time.Second, complete)
+
+	// Hold GLOBAL: full (at its current count, discarding new), it stores
+	// nothing more from any region.
+	gst, err := w.gjs.Stream(ctx, region.GlobalOrdersStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := gst.CachedInfo().Config
+	info, err := gst.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := cfg
+	held.MaxMsgs = int64(info.State.Msgs)
+	if _, err := w.gjs.UpdateStream(ctx, held); err != nil {
+		t.Fatal(err)
+	}
+	last := publish(3, 4)
+	st, err := watch.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := statusOf(st, east); !s.Behind() || s.Stored != first || s.RegionSeq != last {
+		t.Fatalf("east with its source held: %+v, want GLOBAL behind at %d of %d", s, first, last)
+	}
+	if s := statusOf(st, west); !s.Reachable || s.Behind() {
+		t.Fatalf("west: %+v, want reachable and complete", s)
+	}
+	testkit.Eventually(t, 10*time.Second, func() error {
+		st, err := watch.Check(ctx)
+		if err != nil {
+			return err
+		}
+		if s := statusOf(st, east); s.StalledFor <= 0 {
+			return fmt.Errorf("east's stall is not counted: %+v", s)
+		}
+		return nil
+	})
+
+	if _, err := w.gjs.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	// nats-server resumes the source after its backoff, or the watch
+	// re-seeds it (a loaded run needed more than 30 s without a re-seed).
+	testkit.Eventually(t, 90*time.Second, complete)
+
+	w.cut(t)
+	st, err = watch.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := statusOf(st, east); s.Reachable || s.Behind() {
+		t.Fatalf("east with the link cut: %+v, want unreachable", s)
+	}
+}
+
+// TestReseedingASourceKeepsEveryEventOnce re-seeds east's source (removes
+// it from ORDERS_GLOBAL and adds it back) while east keeps storing events:
+// GLOBAL must end with every one of them exactly once, in east's order.
+func TestReseedingASourceKeepsEveryEventOnce(t *testing.T) {
+	w := startWorld(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	ejs := w.regions[east].js
+	const total = 300
+	published := make(chan error, 1)
+	progress := make(chan struct{}, total)
+	go func() {
+		for i := range total {
+			if _, err := ejs.Publish(ctx, events.Orders.Subject(fmt.Sprintf("o%d", i%20)), fmt.Appendf(nil, "event %d", i)); err != nil {
+				published <- err
+				return
+			}
+			progress <- struct{}{}
+		}
+		published <- nil
+	}()
+	watch := &region.SourceWatch{JS: w.gjs, Topology: topology, Log: quietLog()}
+	// Twice, once early and once later in the stream.
+	seen := 0
+	for _, after := range []int{60, 180} {
+		for ; seen < after; seen++ {
+			select {
+			case <-progress:
+			case <-ctx.Done():
+				t.Fatal(ctx.Err())
+			}
+		}
+		if err := watch.ReseedSource(ctx, east); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+	gst, err := w.gjs.Stream(ctx, region.GlobalOrdersStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(gst.CachedInfo().Config.Sources); n != len(topology.Regions) {
+		t.Fatalf("%s has %d sources after the re-seeds, want %d", region.GlobalOrdersStream, n, len(topology.Regions))
+	}
+	testkit.Eventually(t, 60*time.Second, func() error {
+		n, err := eventsOf(ctx, gst, east)
+		if err != nil {
+			return err
+		}
+		if n < total {
+			return fmt.Errorf("GLOBAL holds %d of east's %d events", n, total)
+		}
+		return nil
+	})
+	c, err := gst.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{east + ".>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for want := uint64(1); want <= total; want++ {
+		msg, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq, err := region.SourcedSequence(msg.Headers())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seq != want {
+			t.Fatalf("GLOBAL's event %d of east is east's %d: lost or doubled by the re-seed", want, seq)
+		}
+	}
+	n, err := eventsOf(ctx, gst, east)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != total {
+		t.Fatalf("GLOBAL holds %d events of east, want %d (one per event)", n, total)
+	}
+}
+
+// eventsOf counts the messages of a region in a GLOBAL stream.
+func eventsOf(ctx context.Context, gst jetstream.Stream, name string) (uint64, error) {
+	info, err := gst.Info(ctx, jetstream.WithSubjectFilter(name+".>"))
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	for _, c := range info.State.Subjects {
+		n += c
+	}
+	return n, nil
+}
