@@ -295,11 +295,12 @@ func checkRegionAccounts(t *testing.T, id, region string, cfg *natsConfig) {
 		t.Errorf("%s: want one user in GLOBAL and one in SYS, got %v", id, others)
 	}
 	// Exports and imports: commands between regions, the durable source
-	// consumer's subjects to GLOBAL, and the message read its source watch
-	// uses.
+	// consumer's subjects to GLOBAL, and the consumer info, pause and
+	// message read its source watch uses.
 	for _, r := range regions {
 		acc := accounts[accountName(r)]
-		for _, subj := range []string{"svc.>", "$JS.API.CONSUMER.RESET.ORDERS." + sourceConsumer(r), "$JS.FC.ORDERS." + sourceConsumer(r) + ".>", "$JS.API.STREAM.MSG.GET.ORDERS"} {
+		for _, subj := range []string{"svc.>", "$JS.API.CONSUMER.RESET.ORDERS." + sourceConsumer(r), "$JS.API.CONSUMER.INFO.ORDERS." + sourceConsumer(r),
+			"$JS.API.CONSUMER.PAUSE.ORDERS." + sourceConsumer(r), "$JS.FC.ORDERS." + sourceConsumer(r) + ".>", "$JS.API.STREAM.MSG.GET.ORDERS"} {
 			if !acc.IsExportService(subj) {
 				t.Errorf("%s: %s does not export the service %s", id, acc.Name, subj)
 			}
@@ -311,8 +312,8 @@ func checkRegionAccounts(t *testing.T, id, region string, cfg *natsConfig) {
 			t.Errorf("%s: GLOBAL and SYS export nothing", id)
 		}
 	}
-	if n := accounts["GLOBAL"].NumServiceImports(); n != 3*len(regions) {
-		t.Errorf("%s: GLOBAL imports %d services, want each region's source reset API, flow control and last-message read (%d)", id, n, 3*len(regions))
+	if n := accounts["GLOBAL"].NumServiceImports(); n != 5*len(regions) {
+		t.Errorf("%s: GLOBAL imports %d services, want each region's source consumer reset, info and pause APIs, flow control and last-message read (%d)", id, n, 5*len(regions))
 	}
 	if !opts.JetStream || accounts["SYS"].JetStreamEnabled() {
 		t.Errorf("%s: JetStream for the region accounts and GLOBAL, not for SYS", id)

@@ -174,12 +174,18 @@ func SourceConsumer(region string) string {
 	return "GLOBAL_" + strings.TrimPrefix(AccountName(region), "REGION_")
 }
 
+// SourceConsumerOps are the consumer API operations GLOBAL may call on a
+// region's source consumer: RESET (nats-server's durable sourcing), INFO
+// and PAUSE (the source watch's repair, ADR 0020).
+var SourceConsumerOps = []string{"RESET", "INFO", "PAUSE"}
+
 // DeliverSubject is where a region's SourceConsumer pushes, exported to GLOBAL.
 func DeliverSubject(region string) string { return "global.deliver." + region }
 
 // APIPrefix is the prefix under which GLOBAL reaches a region's JetStream
-// API (the parts it is allowed: resetting its source consumer, and reading
-// a message of its ORDERS stream for the source watch).
+// API (the parts it is allowed: resetting, reading and pausing its source
+// consumer, and reading a message of its ORDERS stream for the source
+// watch).
 func APIPrefix(region string) string { return "$JS." + region + ".API" }
 
 // accountsConfig renders the accounts: one per region (JetStream, commands
@@ -208,8 +214,11 @@ func (p *Plan) accountsConfig() string {
 			w("      { service: %s, accounts: [%s] }\n", q(CommandSubjects), strings.Join(others, ", "))
 		}
 		// GLOBAL's durable source: reset (position) the source consumer,
-		// receive its messages, and answer its flow control.
-		w("      { service: %s, accounts: [%s] }\n", q(fmt.Sprintf("$JS.API.CONSUMER.RESET.ORDERS.%s", SourceConsumer(r))), GlobalAccount)
+		// receive its messages, and answer its flow control; the source
+		// watch also reads and pauses that consumer to repair the source.
+		for _, op := range SourceConsumerOps {
+			w("      { service: %s, accounts: [%s] }\n", q(fmt.Sprintf("$JS.API.CONSUMER.%s.ORDERS.%s", op, SourceConsumer(r))), GlobalAccount)
+		}
 		w("      { stream: %s, accounts: [%s] }\n", q(DeliverSubject(r)), GlobalAccount)
 		w("      { service: %s, accounts: [%s] }\n", q(fmt.Sprintf("$JS.FC.ORDERS.%s.>", SourceConsumer(r))), GlobalAccount)
 		// GLOBAL's source watch reads the region's last order event.
@@ -229,9 +238,11 @@ func (p *Plan) accountsConfig() string {
 	w("  %s {\n    jetstream: enabled\n    users: [ %s ]\n    imports: [\n", GlobalAccount, user(p.Users[GlobalAccount]))
 	for _, r := range regions {
 		acc := AccountName(r)
-		w("      { service: { account: %s, subject: %s }, to: %s }\n", acc,
-			q(fmt.Sprintf("$JS.API.CONSUMER.RESET.ORDERS.%s", SourceConsumer(r))),
-			q(fmt.Sprintf("%s.CONSUMER.RESET.ORDERS.%s", APIPrefix(r), SourceConsumer(r))))
+		for _, op := range SourceConsumerOps {
+			w("      { service: { account: %s, subject: %s }, to: %s }\n", acc,
+				q(fmt.Sprintf("$JS.API.CONSUMER.%s.ORDERS.%s", op, SourceConsumer(r))),
+				q(fmt.Sprintf("%s.CONSUMER.%s.ORDERS.%s", APIPrefix(r), op, SourceConsumer(r))))
+		}
 		w("      { stream: { account: %s, subject: %s } }\n", acc, q(DeliverSubject(r)))
 		w("      { service: { account: %s, subject: %s } }\n", acc, q(fmt.Sprintf("$JS.FC.ORDERS.%s.>", SourceConsumer(r))))
 		w("      { service: { account: %s, subject: %s }, to: %s }\n", acc,

@@ -17,17 +17,22 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// SourceWatch reports a region whose part of ORDERS_GLOBAL has fallen
-// behind. nats-server resumes a source after a cut by itself, but on a
-// loaded machine a region's source was seen to resume without the events
-// its region stored during the cut, once for minutes with heartbeats
-// flowing (nats-server 2.15.2). The watch compares, per region, the last
-// ORDERS sequence GLOBAL has stored (from the Nats-Stream-Source header of
-// its last message from that region) with the region's own last order
-// event, and logs a warning when GLOBAL stays behind without progress for
-// Stall while the region answers. It does not repair: repositioning the
-// region's source consumer from outside races nats-server's own recovery
-// and was seen to skip events (ADR 0020).
+// SourceWatch keeps ORDERS_GLOBAL complete. nats-server resumes a source
+// after a cut by itself, but its durable-source recovery can lose events
+// (nats-server 2.15.2): when it resets the region's source consumer, the
+// answer it reads back can already count messages the consumer pushed
+// before the sourcing stream subscribed again; the source then takes them
+// as stored, and its next flow-control reply acknowledges them, so the
+// consumer never sends them again. The source reports lag 0 and keeps
+// receiving heartbeats while GLOBAL lacks those events for good.
+//
+// The watch compares, per region, the last ORDERS sequence GLOBAL has
+// stored (from the Nats-Stream-Source header of its last message from that
+// region) with the region's own last order event and with the ack floor of
+// the region's source consumer. An ack floor past what GLOBAL stored, seen
+// on two checks in a row, is that loss: the watch repairs the source at
+// once (ReseedSource). A region GLOBAL stays behind without progress for
+// Stall is logged, and re-seeded after Reseed (ADR 0020).
 type SourceWatch struct {
 	JS       jetstream.JetStream // a connection to the GLOBAL account
 	Topology Topology
@@ -67,6 +72,7 @@ type watchState struct {
 	stored   uint64    // GLOBAL's last stored sequence of the region at the last check
 	since    time.Time // when GLOBAL was first seen behind at that sequence
 	reported bool
+	lost     bool // the last check saw the consumer's ack floor past stored
 }
 
 // SourceStatus is one region's side of ORDERS_GLOBAL at one check.
@@ -76,8 +82,15 @@ type SourceStatus struct {
 	RegionSeq  uint64        // the region's last order event
 	Reachable  bool          // the region answered
 	StalledFor time.Duration // how long GLOBAL has stayed behind at Stored
-	Reseeded   bool          // this check re-seeded the region's source
+	// AckFloor is the last region sequence the region's source consumer
+	// holds as stored by GLOBAL (read only while GLOBAL is behind).
+	AckFloor uint64
+	Reseeded bool // this check re-seeded the region's source
 }
+
+// Lost reports an acknowledgement GLOBAL never stored: the region's source
+// consumer will not send those events again by itself.
+func (s SourceStatus) Lost() bool { return s.Behind() && s.AckFloor > s.Stored }
 
 // Behind reports whether GLOBAL lacks some of the region's order events.
 func (s SourceStatus) Behind() bool { return s.Reachable && s.Stored < s.RegionSeq }
@@ -153,8 +166,19 @@ func (g *SourceWatch) Check(ctx context.Context) ([]SourceStatus, error) {
 			g.logger().Warn("chain-wide view is behind a region and not catching up",
 				"region", r, "stored_seq", st.Stored, "region_seq", st.RegionSeq, "stalled_for", st.StalledFor)
 		}
-		if g.Reseed > 0 && st.StalledFor >= g.Reseed {
-			g.logger().Warn("re-seeding a stalled chain-wide source", "region", r, "stored_seq", st.Stored, "region_seq", st.RegionSeq, "stalled_for", st.StalledFor)
+		ci, err := g.consumerInfo(ctx, r)
+		if err != nil {
+			g.logger().Debug("source consumer not readable for the source check", "region", r, "err", err)
+		} else {
+			st.AckFloor = ci.AckFloor.Stream
+		}
+		// Two checks in a row: a flow-control acknowledgement can run a
+		// moment ahead of the store it follows.
+		lost := g.markLost(r, st.Lost())
+		stalled := g.Reseed > 0 && st.StalledFor >= g.Reseed
+		if lost || stalled {
+			g.logger().Warn("re-seeding a chain-wide source", "region", r, "stored_seq", st.Stored,
+				"region_seq", st.RegionSeq, "ack_floor", st.AckFloor, "lost_ack", lost, "stalled_for", st.StalledFor)
 			if err := g.ReseedSource(ctx, r); err != nil {
 				return append(out, st), err
 			}
@@ -188,6 +212,20 @@ func (g *SourceWatch) stalledFor(region string, stored uint64, stall time.Durati
 		return d, true
 	}
 	return d, false
+}
+
+// markLost records whether this check saw a lost acknowledgement, and says
+// whether the previous check (at the same stored sequence) saw one too.
+func (g *SourceWatch) markLost(region string, lost bool) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.state[region]
+	if s == nil {
+		return false
+	}
+	was := s.lost
+	s.lost = lost
+	return was && lost
 }
 
 func (g *SourceWatch) forget(region string) {
@@ -267,13 +305,25 @@ func (g *SourceWatch) regionLast(ctx context.Context, region string) (uint64, er
 	return resp.Message.Seq, nil
 }
 
-// ReseedSource removes the region's source from ORDERS_GLOBAL and adds it
-// back. nats-server then drops everything it held about the source and
-// starts it again from its own record of the last sequence it stored from
-// it (the stream's source index), resetting the region's durable source
-// consumer to its ack floor: what is stored is not stored again, and what
-// is missing is read. It is the repair for a source whose state machine
-// has stopped (ADR 0020).
+// reseedPause bounds how long a re-seed keeps the region's source consumer
+// paused: if the watch dies mid-way, the consumer resumes by itself.
+const reseedPause = time.Minute
+
+// ReseedSource repairs the region's source into ORDERS_GLOBAL, losing
+// nothing and storing nothing twice:
+//
+//  1. pause the region's source consumer, and wait until it is paused;
+//  2. remove the source from ORDERS_GLOBAL (nothing more is stored from it);
+//  3. read the last region sequence GLOBAL stored, and reset the consumer
+//     to the next one (its ack floor is then what GLOBAL really holds);
+//  4. add the source back: nats-server resets the consumer to that ack
+//     floor and subscribes, and since the consumer is paused, the answer
+//     it reads back cannot count messages pushed before it subscribed;
+//  5. once the source is set up, resume the consumer.
+//
+// A reset earlier than needed is harmless (the source skips what it has
+// already stored); a reset later would skip events, which step 3 rules out
+// by reading what is stored after the source is gone.
 func (g *SourceWatch) ReseedSource(ctx context.Context, region string) error {
 	st, err := g.JS.Stream(ctx, GlobalOrdersStream)
 	if err != nil {
@@ -291,22 +341,168 @@ func (g *SourceWatch) ReseedSource(ctx context.Context, region string) error {
 	if len(without.Sources) == len(cfg.Sources) {
 		return fmt.Errorf("%s has no source for region %s", GlobalOrdersStream, region)
 	}
+
+	// 1. Pause, and see it applied (the pause goes through the meta group).
+	if err := g.pauseSource(ctx, region, time.Now().Add(reseedPause)); err != nil {
+		return err
+	}
+	defer func() {
+		// Resume whatever happened; the pause expires by itself otherwise.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := g.pauseSource(rctx, region, time.Time{}); err != nil {
+			g.logger().Warn("could not resume a chain-wide source consumer; it resumes when its pause ends", "region", region, "err", err)
+		}
+	}()
+	if err := g.waitConsumer(ctx, region, "paused", func(ci *jetstream.ConsumerInfo) bool { return ci.Paused }); err != nil {
+		return err
+	}
+
+	// 2. Remove the source.
 	if _, err := g.JS.UpdateStream(ctx, without); err != nil {
 		return fmt.Errorf("%s without the source of %s: %w", GlobalOrdersStream, region, err)
 	}
-	// The source must come back: retry for as long as ctx allows.
-	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		_, err := g.JS.UpdateStream(ctx, cfg)
+	restored := false
+	addBack := func() error {
+		// The source must come back: retry for as long as ctx allows.
+		for wait := 200 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+			_, err := g.JS.UpdateStream(ctx, cfg)
+			if err == nil {
+				restored = true
+				return nil
+			}
+			g.logger().Warn("could not add a chain-wide source back yet; retrying", "region", region, "retry_in", wait, "err", err)
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("%s: source of %s removed and not added back: %w", GlobalOrdersStream, region, ctx.Err())
+			case <-t.C:
+			}
+		}
+	}
+	defer func() {
+		if !restored {
+			_ = addBack()
+		}
+	}()
+
+	// 3. What GLOBAL holds, read once nothing more arrives; the consumer
+	// starts again right after it.
+	stored, err := storedFrom(ctx, st, region)
+	if err != nil {
+		return err
+	}
+	if err := g.resetSource(ctx, region, stored+1); err != nil {
+		return err
+	}
+
+	// 4. Add the source back, and 5. wait until nats-server has set it up
+	// (until then its source info reports no activity) before resuming.
+	if err := addBack(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := st.Info(ctx)
 		if err == nil {
+			for _, src := range info.Sources {
+				if src.External != nil && src.External.APIPrefix == APIPrefix(region) && src.Active >= 0 {
+					return nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			g.logger().Warn("a re-seeded chain-wide source is not set up yet; resuming its consumer anyway", "region", region)
 			return nil
 		}
-		g.logger().Warn("could not add a chain-wide source back yet; retrying", "region", region, "retry_in", wait, "err", err)
-		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%s: source of %s removed and not added back: %w", GlobalOrdersStream, region, ctx.Err())
-		case <-t.C:
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// apiError is the error of a JetStream API answer.
+type apiError struct {
+	Code        int    `json:"code"`
+	ErrCode     int    `json:"err_code"`
+	Description string `json:"description"`
+}
+
+// request sends a JetStream API request to the region's source consumer
+// through GLOBAL's import ("<prefix>.CONSUMER.<op>.ORDERS.<consumer>").
+func (g *SourceWatch) request(ctx context.Context, region, op string, body any, into any) error {
+	var data []byte
+	if body != nil {
+		var err error
+		if data, err = json.Marshal(body); err != nil {
+			return err
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	subject := fmt.Sprintf("%s.CONSUMER.%s.%s.%s", APIPrefix(region), op, events.Orders.Stream, SourceConsumer(region))
+	msg, err := g.JS.Conn().RequestWithContext(rctx, subject, data)
+	if err != nil {
+		return fmt.Errorf("region %s: %s: %w", region, subject, err)
+	}
+	var resp struct {
+		Error *apiError `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return fmt.Errorf("region %s: %s: %w", region, subject, err)
+	}
+	if resp.Error != nil {
+		return fmt.Errorf("region %s: %s: %s (%d)", region, subject, resp.Error.Description, resp.Error.ErrCode)
+	}
+	if into != nil {
+		return json.Unmarshal(msg.Data, into)
+	}
+	return nil
+}
+
+// consumerInfo reads the region's source consumer.
+func (g *SourceWatch) consumerInfo(ctx context.Context, region string) (*jetstream.ConsumerInfo, error) {
+	var ci jetstream.ConsumerInfo
+	if err := g.request(ctx, region, "INFO", nil, &ci); err != nil {
+		return nil, err
+	}
+	return &ci, nil
+}
+
+// pauseSource pauses the region's source consumer until the given time;
+// the zero time resumes it.
+func (g *SourceWatch) pauseSource(ctx context.Context, region string, until time.Time) error {
+	var body any = struct{}{}
+	if !until.IsZero() {
+		body = map[string]time.Time{"pause_until": until.UTC()}
+	}
+	return g.request(ctx, region, "PAUSE", body, nil)
+}
+
+// resetSource moves the region's source consumer to start at seq (its ack
+// floor becomes seq-1).
+func (g *SourceWatch) resetSource(ctx context.Context, region string, seq uint64) error {
+	return g.request(ctx, region, "RESET", map[string]uint64{"seq": seq}, nil)
+}
+
+// waitConsumer polls the region's source consumer until ok holds.
+func (g *SourceWatch) waitConsumer(ctx context.Context, region, what string, ok func(*jetstream.ConsumerInfo) bool) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ci, err := g.consumerInfo(ctx, region)
+		if err == nil && ok(ci) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("region %s: source consumer not %s after 30s (last error: %v)", region, what, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }

@@ -266,13 +266,13 @@ func (w *world) globalState(ctx context.Context) string {
 	}
 	out := fmt.Sprintf("%s holds %d events (last %d); projector checkpoint %d, writing %t", region.GlobalOrdersStream,
 		info.State.Msgs, info.State.LastSeq, w.global.Checkpoint(), w.global.Writing())
-	out += fmt.Sprintf("; sources re-seeded by the watch: %d", w.watch.Reseeds())
+	out += fmt.Sprintf("; sources re-seeded by the watch: %d, its last check: %+v", w.watch.Reseeds(), w.watch.Statuses())
 	for _, src := range info.Sources {
 		out += fmt.Sprintf("; source %s: lag %d, active %v, error %v", src.External.APIPrefix, src.Lag, src.Active, src.Error)
 	}
 	// The other end of each source: the region's durable source consumer.
 	for _, name := range topology.Names() {
-		ci, err := w.regions[name].js.Consumer(ctx, events.Orders.Stream, region.SourceConsumer(name))
+		ci, err := w.regions[name].js.PushConsumer(ctx, events.Orders.Stream, region.SourceConsumer(name))
 		if err != nil {
 			out += fmt.Sprintf("; %s's source consumer: %v", name, err)
 			continue

@@ -3,6 +3,7 @@ package regions
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,7 +176,14 @@ func TestReseedingASourceKeepsEveryEventOnce(t *testing.T) {
 		}
 		return nil
 	})
-	c, err := gst.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{east + ".>"}})
+	everyEventOnce(t, ctx, gst, east, total)
+}
+
+// everyEventOnce checks that GLOBAL holds the region's events 1..total,
+// each exactly once and in the region's order.
+func everyEventOnce(t *testing.T, ctx context.Context, gst jetstream.Stream, name string, total uint64) {
+	t.Helper()
+	c, err := gst.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{name + ".>"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,15 +197,93 @@ func TestReseedingASourceKeepsEveryEventOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		if seq != want {
-			t.Fatalf("GLOBAL's event %d of east is east's %d: lost or doubled by the re-seed", want, seq)
+			t.Fatalf("GLOBAL's event %d of %s is %s's %d: lost or doubled", want, name, name, seq)
 		}
 	}
-	n, err := eventsOf(ctx, gst, east)
+	n, err := eventsOf(ctx, gst, name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n != total {
-		t.Fatalf("GLOBAL holds %d events of east, want %d (one per event)", n, total)
+		t.Fatalf("GLOBAL holds %d events of %s, want %d (one per event)", n, name, total)
+	}
+}
+
+// TestSourceWatchRepairsALostAcknowledgement puts east's source consumer in
+// the state the CI failure of TestRegions left it in: its ack floor past
+// what GLOBAL stored, so nats-server never sends the missing events again,
+// while the source reports lag 0 and heartbeats keep flowing. The state is
+// made by resetting the consumer ahead of east's log; the watch must see
+// the lost acknowledgement (ack floor beyond GLOBAL's last stored event)
+// and repair the source: every event of east in GLOBAL once, in order,
+// including those stored after the repair.
+func TestSourceWatchRepairsALostAcknowledgement(t *testing.T) {
+	w := startWorld(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ejs := w.regions[east].js
+	publish := func(from, n int) {
+		t.Helper()
+		for i := from; i < from+n; i++ {
+			if _, err := ejs.Publish(ctx, events.Orders.Subject(fmt.Sprintf("o%d", i)), fmt.Appendf(nil, "event %d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	gst, err := w.gjs.Stream(ctx, region.GlobalOrdersStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := func(n uint64) func() error {
+		return func() error {
+			got, err := eventsOf(ctx, gst, east)
+			if err != nil {
+				return err
+			}
+			if got != n {
+				return fmt.Errorf("GLOBAL holds %d of east's events, want %d", got, n)
+			}
+			return nil
+		}
+	}
+	publish(0, 3)
+	testkit.Eventually(t, 30*time.Second, held(3))
+
+	// East's consumer jumps past its log: events 4..7 are never sent.
+	reset := fmt.Sprintf("$JS.API.CONSUMER.RESET.%s.%s", events.Orders.Stream, region.SourceConsumer(east))
+	msg, err := w.regions[east].nc.Request(reset, []byte(`{"seq":1000}`), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(msg.Data), `"error"`) {
+		t.Fatalf("reset east's source consumer: %s", msg.Data)
+	}
+	publish(3, 4)
+
+	// No stall clock (Reseed 0): only the lost acknowledgement may trigger
+	// the repair.
+	watch := &region.SourceWatch{JS: w.gjs, Topology: topology, Stall: time.Hour, Log: quietLog()}
+	sawLost := false
+	testkit.Eventually(t, 60*time.Second, func() error {
+		st, err := watch.Check(ctx)
+		if err != nil {
+			return err
+		}
+		for _, s := range st {
+			if s.Region == east && s.Lost() {
+				sawLost = true
+			}
+		}
+		return held(7)()
+	})
+	if !sawLost || watch.Reseeds() == 0 {
+		t.Fatalf("GLOBAL caught up without the watch seeing the lost acknowledgement (saw lost %v, re-seeds %d)", sawLost, watch.Reseeds())
+	}
+	publish(7, 3)
+	testkit.Eventually(t, 30*time.Second, held(10))
+	everyEventOnce(t, ctx, gst, east, 10)
+	if n, err := eventsOf(ctx, gst, west); err != nil || n != 0 {
+		t.Fatalf("west's events in GLOBAL: %d (err %v), want none", n, err)
 	}
 }
 
