@@ -144,6 +144,7 @@ func TestRegions(t *testing.T) {
 			t.Fatalf("source %s (%s): lag %d, error %v", src.Name, src.External.APIPrefix, src.Lag, src.Error)
 		}
 	}
+	t.Logf("sources repaired by the watch: %d", w.watch.Reseeds())
 }
 
 // TestGlobalSourcingUnderVolume checks the NATS plumbing of the global view
