@@ -160,8 +160,8 @@ func TestDevRegions(t *testing.T) {
 				}
 			}
 		}
-		if !strings.Contains(string(b), "pizza_global_source_reseeds_total 0\n") {
-			return fmt.Errorf("/metrics of %s has no pizza_global_source_reseeds_total 0", first.Name)
+		if !strings.Contains(string(b), "pizza_global_source_reseeds_total 0\n") || !strings.Contains(string(b), "pizza_global_source_holes_total 0\n") {
+			return fmt.Errorf("/metrics of %s has no pizza_global_source_reseeds_total 0 or pizza_global_source_holes_total 0", first.Name)
 		}
 		return nil
 	})

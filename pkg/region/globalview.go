@@ -42,18 +42,19 @@ func NewGlobalView(gjs jetstream.JetStream, rdb *redis.Client, t Topology, keysp
 	ks := GlobalKeyspace(keyspace)
 	g := &GlobalViewService{js: gjs, rdb: rdb, topology: t, keyspace: ks, opts: o, log: log,
 		rt: projection.New(gjs, rdb, events.NewRegistry(), GlobalDashboard{}, projection.Options{Keyspace: ks, Logger: log, LeaseOwner: owner})}
-	// The writer of the view also watches its completeness: a region that
-	// GLOBAL stays behind is reported after 30 s, and its source re-seeded
-	// after 3 minutes, past nats-server's own retry backoff (SourceWatch).
+	// The writer of the view also watches its completeness (SourceWatch,
+	// ADR 0020): a lost acknowledgement or a hole is repaired at once; a
+	// region GLOBAL stays behind is reported after 30 s, and its source
+	// re-seeded after 3 minutes, past nats-server's own retry backoff.
 	g.watch = &SourceWatch{JS: gjs, Topology: t, Log: log, Active: g.rt.Writing, Reseed: 3 * time.Minute}
 	return g
 }
 
-// Sources is what the view's source watch last saw of every region, and
-// how many sources it re-seeded; empty in a process that does not write
-// the view.
-func (g *GlobalViewService) Sources() ([]SourceStatus, int) {
-	return g.watch.Statuses(), g.watch.Reseeds()
+// Sources is what the view's source watch last saw of every region, how
+// many sources it repaired, and how many holes it found; empty in a
+// process that does not write the view.
+func (g *GlobalViewService) Sources() ([]SourceStatus, int, int) {
+	return g.watch.Statuses(), g.watch.Reseeds(), g.watch.Holes()
 }
 
 // Provision creates or updates ORDERS_GLOBAL.

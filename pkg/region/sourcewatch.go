@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,8 +50,17 @@ type SourceWatch struct {
 
 	mu      sync.Mutex
 	state   map[string]*watchState
+	scans   map[string]*scanState
 	reseeds int
+	holes   int
 	last    []SourceStatus
+}
+
+// scanState is how far the watch has checked a region's part of GLOBAL
+// for holes.
+type scanState struct {
+	gseq    uint64 // the last GLOBAL sequence of the region checked
+	sourced uint64 // the region's sequence of that message
 }
 
 // Statuses is what the last check saw of every region (nil before the
@@ -61,11 +71,18 @@ func (g *SourceWatch) Statuses() []SourceStatus {
 	return slices.Clone(g.last)
 }
 
-// Reseeds counts the sources this watch re-seeded.
+// Reseeds counts the sources this watch repaired (re-seeded or rewound).
 func (g *SourceWatch) Reseeds() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.reseeds
+}
+
+// Holes counts the holes this watch found in GLOBAL (and rewound).
+func (g *SourceWatch) Holes() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.holes
 }
 
 type watchState struct {
@@ -85,7 +102,11 @@ type SourceStatus struct {
 	// AckFloor is the last region sequence the region's source consumer
 	// holds as stored by GLOBAL (read only while GLOBAL is behind).
 	AckFloor uint64
-	Reseeded bool // this check re-seeded the region's source
+	// Missing is the first region sequence of a hole this check found:
+	// GLOBAL holds later events of the region but not this one, which the
+	// region still has. The watch then rewinds the source to it.
+	Missing  uint64
+	Reseeded bool // this check repaired the region's source
 }
 
 // Lost reports an acknowledgement GLOBAL never stored: the region's source
@@ -155,6 +176,26 @@ func (g *SourceWatch) Check(ctx context.Context) ([]SourceStatus, error) {
 			continue
 		}
 		st.RegionSeq, st.Reachable = seq, true
+		h, err := g.scan(ctx, gst, r)
+		if err != nil {
+			return append(out, st), err
+		}
+		if h != nil {
+			st.Missing = h.from
+			g.logger().Warn("chain-wide view has a hole; rewinding the source", "region", r,
+				"missing_from", h.from, "next_held", h.next, "global_seq", h.gseq)
+			if err := g.rewindSource(ctx, r, h.gseq); err != nil {
+				return append(out, st), err
+			}
+			g.forget(r)
+			g.mu.Lock()
+			g.reseeds++
+			g.holes++
+			g.mu.Unlock()
+			st.Reseeded = true
+			out = append(out, st)
+			continue
+		}
 		if !st.Behind() {
 			g.forget(r)
 			out = append(out, st)
@@ -273,10 +314,16 @@ func SourcedSequence(h nats.Header) (uint64, error) {
 // regionLast asks the region (through GLOBAL's import of its message-get
 // API) for the sequence of its last order event; 0 when it has none.
 func (g *SourceWatch) regionLast(ctx context.Context, region string) (uint64, error) {
-	req, _ := json.Marshal(map[string]string{"last_by_subj": events.Orders.Wildcard()})
+	return g.getRegionMsg(ctx, region, map[string]any{"last_by_subj": events.Orders.Wildcard()})
+}
+
+// getRegionMsg sends a message-get request to the region's ORDERS and
+// returns the sequence of the message found; 0 when there is none.
+func (g *SourceWatch) getRegionMsg(ctx context.Context, region string, req map[string]any) (uint64, error) {
+	body, _ := json.Marshal(req)
 	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	msg, err := g.JS.Conn().RequestWithContext(rctx, APIPrefix(region)+".STREAM.MSG.GET."+events.Orders.Stream, req)
+	msg, err := g.JS.Conn().RequestWithContext(rctx, APIPrefix(region)+".STREAM.MSG.GET."+events.Orders.Stream, body)
 	if err != nil {
 		return 0, err
 	}
@@ -284,23 +331,19 @@ func (g *SourceWatch) regionLast(ctx context.Context, region string) (uint64, er
 		Message *struct {
 			Seq uint64 `json:"seq"`
 		} `json:"message"`
-		Error *struct {
-			Code        int    `json:"code"`
-			ErrCode     int    `json:"err_code"`
-			Description string `json:"description"`
-		} `json:"error"`
+		Error *apiError `json:"error"`
 	}
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return 0, fmt.Errorf("region %s: last order event: %w", region, err)
+		return 0, fmt.Errorf("region %s: order event: %w", region, err)
 	}
 	if resp.Error != nil {
 		if resp.Error.ErrCode == 10037 { // no message found
 			return 0, nil
 		}
-		return 0, fmt.Errorf("region %s: last order event: %s (%d)", region, resp.Error.Description, resp.Error.ErrCode)
+		return 0, fmt.Errorf("region %s: order event: %s (%d)", region, resp.Error.Description, resp.Error.ErrCode)
 	}
 	if resp.Message == nil {
-		return 0, fmt.Errorf("region %s: last order event: empty answer", region)
+		return 0, fmt.Errorf("region %s: order event: empty answer", region)
 	}
 	return resp.Message.Seq, nil
 }
@@ -325,6 +368,15 @@ const reseedPause = time.Minute
 // already stored); a reset later would skip events, which step 3 rules out
 // by reading what is stored after the source is gone.
 func (g *SourceWatch) ReseedSource(ctx context.Context, region string) error {
+	return g.rewindSource(ctx, region, 0)
+}
+
+// rewindSource is ReseedSource that first deletes, when from is not 0,
+// the region's messages in GLOBAL from GLOBAL sequence from on: the
+// source then stores them again, in the region's order, with the events
+// a hole before them lacked. The global dashboard keeps each order's last
+// status, so applying an order's events again, in order, converges.
+func (g *SourceWatch) rewindSource(ctx context.Context, region string, from uint64) error {
 	st, err := g.JS.Stream(ctx, GlobalOrdersStream)
 	if err != nil {
 		return fmt.Errorf("%s: %w", GlobalOrdersStream, err)
@@ -387,8 +439,21 @@ func (g *SourceWatch) ReseedSource(ctx context.Context, region string) error {
 		}
 	}()
 
-	// 3. What GLOBAL holds, read once nothing more arrives; the consumer
-	// starts again right after it.
+	// 3. What GLOBAL holds, read once nothing more arrives (and, for a
+	// hole, once what follows it is gone); the consumer starts again right
+	// after it.
+	if from > 0 {
+		n, err := deleteFrom(ctx, st, region, from)
+		if err != nil {
+			return err
+		}
+		g.logger().Info("deleted the chain-wide view's messages after a hole", "region", region, "from_global_seq", from, "deleted", n)
+		g.mu.Lock()
+		if sc := g.scans[region]; sc != nil && sc.gseq >= from {
+			delete(g.scans, region) // scanned again from the start
+		}
+		g.mu.Unlock()
+	}
 	stored, err := storedFrom(ctx, st, region)
 	if err != nil {
 		return err
@@ -505,4 +570,168 @@ func (g *SourceWatch) waitConsumer(ctx context.Context, region, what string, ok 
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// hole is a gap in a region's part of GLOBAL that the region can fill.
+type hole struct {
+	from uint64 // the first region sequence missing (the region holds it)
+	next uint64 // the region sequence GLOBAL holds after the gap
+	gseq uint64 // GLOBAL's sequence of that message
+}
+
+// scan reads the region's messages GLOBAL stored since the last scan
+// (headers only) and checks that their source sequences follow each
+// other. A gap is a hole when the region still holds an event inside it
+// (its domain streams keep every event, but a test or an operator may
+// have deleted some: a gap of deleted events is not a hole). It returns
+// the first hole, or nil.
+func (g *SourceWatch) scan(ctx context.Context, gst jetstream.Stream, region string) (*hole, error) {
+	g.mu.Lock()
+	if g.scans == nil {
+		g.scans = map[string]*scanState{}
+	}
+	sc := g.scans[region]
+	if sc == nil {
+		sc = &scanState{}
+		g.scans[region] = sc
+	}
+	cur := *sc
+	g.mu.Unlock()
+
+	last, err := gst.GetLastMsgForSubject(ctx, region+"."+events.Orders.Wildcard())
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: last message of %s: %w", GlobalOrdersStream, region, err)
+	}
+	if last.Sequence <= cur.gseq {
+		return nil, nil
+	}
+	cons, err := gst.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{region + ".>"},
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       cur.gseq + 1,
+		HeadersOnly:       true,
+		InactiveThreshold: 5 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: scan of %s: %w", GlobalOrdersStream, region, err)
+	}
+	save := func() {
+		g.mu.Lock()
+		if s := g.scans[region]; s == sc {
+			*s = cur
+		}
+		g.mu.Unlock()
+	}
+	defer save()
+	for cur.gseq < last.Sequence {
+		batch, err := cons.Fetch(512, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("%s: scan of %s: %w", GlobalOrdersStream, region, err)
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			md, err := msg.Metadata()
+			if err != nil {
+				return nil, err
+			}
+			src, err := SourcedSequence(msg.Headers())
+			if err != nil {
+				return nil, fmt.Errorf("%s seq %d: %w", GlobalOrdersStream, md.Sequence.Stream, err)
+			}
+			switch {
+			case src <= cur.sourced:
+				g.logger().Warn("chain-wide view holds a region's event twice or out of order", "region", region,
+					"region_seq", src, "after", cur.sourced, "global_seq", md.Sequence.Stream)
+				cur.gseq = md.Sequence.Stream
+				continue
+			case src > cur.sourced+1:
+				held, err := g.regionNext(ctx, region, cur.sourced+1)
+				if err != nil {
+					return nil, err
+				}
+				if held < src {
+					return &hole{from: held, next: src, gseq: md.Sequence.Stream}, nil
+				}
+			}
+			cur.gseq, cur.sourced = md.Sequence.Stream, src
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return nil, fmt.Errorf("%s: scan of %s: %w", GlobalOrdersStream, region, err)
+		}
+		if n == 0 {
+			break // nothing more now; the next check goes on
+		}
+	}
+	return nil, nil
+}
+
+// deleteFrom deletes the region's messages of GLOBAL from sequence from on,
+// and says how many.
+func deleteFrom(ctx context.Context, gst jetstream.Stream, region string, from uint64) (int, error) {
+	info, err := gst.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	end := info.State.LastSeq
+	if end < from {
+		return 0, nil
+	}
+	cons, err := gst.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{region + ".>"},
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       from,
+		HeadersOnly:       true,
+		InactiveThreshold: 5 * time.Second,
+	})
+	if err != nil {
+		return 0, err
+	}
+	deleted := 0
+	for {
+		batch, err := cons.Fetch(512, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return deleted, err
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			md, err := msg.Metadata()
+			if err != nil {
+				return deleted, err
+			}
+			if md.Sequence.Stream > end {
+				return deleted, nil
+			}
+			if err := gst.DeleteMsg(ctx, md.Sequence.Stream); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+				return deleted, fmt.Errorf("%s: delete %d: %w", GlobalOrdersStream, md.Sequence.Stream, err)
+			}
+			deleted++
+			if md.NumPending == 0 {
+				return deleted, nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return deleted, err
+		}
+		if n == 0 {
+			return deleted, nil
+		}
+	}
+}
+
+// regionNext asks the region for the sequence of its first order event at
+// or after seq (through GLOBAL's import of its message-get API).
+func (g *SourceWatch) regionNext(ctx context.Context, region string, seq uint64) (uint64, error) {
+	got, err := g.getRegionMsg(ctx, region, map[string]any{"seq": seq, "next_by_subj": events.Orders.Wildcard()})
+	if err != nil {
+		return 0, err
+	}
+	if got == 0 {
+		return math.MaxUint64, nil // nothing at or after seq
+	}
+	return got, nil
 }

@@ -48,7 +48,9 @@ var (
 	globalSourceReachable = prometheus.NewDesc("pizza_global_source_reachable",
 		"1 when the region answered the last source check, 0 when it did not (a cut link, a region down).", []string{"region"}, nil)
 	globalSourceReseeds = prometheus.NewDesc("pizza_global_source_reseeds_total",
-		"Sources of ORDERS_GLOBAL re-seeded after a long stall.", nil, nil)
+		"Sources of ORDERS_GLOBAL repaired: re-seeded after a lost acknowledgement or a long stall, or rewound to a hole.", nil, nil)
+	globalSourceHoles = prometheus.NewDesc("pizza_global_source_holes_total",
+		"Holes found in ORDERS_GLOBAL (a region's event missing while later ones are held) and rewound.", nil, nil)
 )
 
 type globalSourceCollector struct{ view *region.GlobalViewService }
@@ -58,14 +60,16 @@ func (c globalSourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- globalSourceStalled
 	ch <- globalSourceReachable
 	ch <- globalSourceReseeds
+	ch <- globalSourceHoles
 }
 
 func (c globalSourceCollector) Collect(ch chan<- prometheus.Metric) {
-	statuses, reseeds := c.view.Sources()
+	statuses, reseeds, holes := c.view.Sources()
 	if statuses == nil {
 		return // this gateway does not write the view
 	}
 	ch <- prometheus.MustNewConstMetric(globalSourceReseeds, prometheus.CounterValue, float64(reseeds))
+	ch <- prometheus.MustNewConstMetric(globalSourceHoles, prometheus.CounterValue, float64(holes))
 	for _, s := range statuses {
 		reachable := 0.0
 		if s.Reachable {
