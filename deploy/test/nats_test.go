@@ -116,8 +116,8 @@ var reads = map[string][]string{
 // (eventstore.ConsumeScaled, docs/scaling.md), per user: durable D on
 // stream S becomes the consumers D-p<i>of<P> on S, coordinated through the
 // bucket partitions_<S>_<D>, whose owner unpins and resets them
-// ($JS.API.CONSUMER.UNPIN|RESET.<S>.>). The mqttbridge keeps one shared
-// durable.
+// ($JS.API.CONSUMER.UNPIN|RESET.<S>.>). The mqttbridge has no durable
+// (each instance follows DRIVERS with an ordered consumer).
 type partitionedDurable struct{ stream, durable string }
 
 var partitionedDurables = map[string][]partitionedDurable{

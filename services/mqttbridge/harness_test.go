@@ -112,6 +112,26 @@ func newHarnessOn(t testing.TB, cfg mqttbridge.Config, ns *server.Server, prepar
 	return h
 }
 
+// startBridge starts another bridge instance on the harness's log and
+// Redis, and returns a harness whose clients connect to it.
+func (h *harness) startBridge() *harness {
+	h.t.Helper()
+	ctx := context.Background()
+	svc, err := mqttbridge.New(mqttbridge.Config{Keyspace: h.ks, Addr: "127.0.0.1:0", TimeScale: 60},
+		mqttbridge.Deps{NC: h.nc, JS: h.js, Redis: h.rdb, Catalog: catalog.Default(), Log: testLogger(), Metrics: prometheus.NewRegistry()})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := svc.Start(ctx); err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(svc.Stop)
+	testkit.Eventually(h.t, waitTimeout, func() error { return svc.Ready(ctx) })
+	other := *h
+	other.bridge, other.addr = svc, svc.Addr().String()
+	return &other
+}
+
 // startDrivers starts a drivers service on the same log and Redis.
 func (h *harness) startDrivers() {
 	h.t.Helper()

@@ -104,10 +104,9 @@ type Service struct {
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 
-	// consumers holds the DurableAssignments consumer: one durable shared
-	// by the bridges (an outbound message goes out through the bridge that
-	// took it, to the devices connected there).
-	consumers eventstore.Consumers
+	// followed is closed once the outbound follower has handled the
+	// DRIVERS events of its window that existed at the start.
+	followed chan struct{}
 }
 
 // New checks the configuration and returns a service ready to Start.
@@ -307,9 +306,12 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 
 	// Stage 5: assignments and ETAs to phones.
-	if err := s.consume(runCtx); err != nil {
-		return fmt.Errorf("mqttbridge: %w", err)
-	}
+	s.followed = make(chan struct{})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.follow(runCtx)
+	}()
 
 	ok = true
 	log.Info("mqtt bridge started", "addr", s.tcp.Addr().String(), "ws_addr", s.cfg.WSAddr, "max_clients", s.cfg.MaxClients,
@@ -317,12 +319,30 @@ func (s *Service) Start(ctx context.Context) error {
 	return nil
 }
 
-// consume starts the DurableAssignments consumer; while DRIVERS does not
-// exist yet it keeps trying in the background (Ready reports it missing).
-func (s *Service) consume(ctx context.Context) error {
-	spec := eventstore.ConsumerSpec{Stream: events.Drivers.Stream, Durable: mqttapi.DurableAssignments, FilterSubjects: []string{events.Drivers.Wildcard()}}
-	opts := eventstore.ConsumerOptions{Logger: s.deps.Log, OnDeadLetter: func(dl eventstore.DeadLetter) { s.metrics.DeadLetters.WithLabelValues(dl.Consumer).Inc() }}
-	return s.consumers.StartWhenAvailable(ctx, s.deps.JS, s.deps.Registry, eventstore.Scale{}, spec, s.bridge.OnDriverEvent, opts)
+// follow sends DRIVERS' assignments, ETAs and clears to the devices
+// connected to this bridge (app.Bridge.OnDriverEvent). Every bridge
+// instance reads DRIVERS for itself (an ordered consumer, nothing shared):
+// its broker holds the retained assignments and the order holders its
+// own devices need, wherever a phone connects. A new instance starts at
+// twice OutboundMaxAge back, the window the handler sends at all, so the
+// retained assignments of current orders are rebuilt. While DRIVERS does
+// not exist yet it keeps trying (Ready reports it).
+func (s *Service) follow(ctx context.Context) {
+	start := time.Now().Add(-2 * s.cfg.OutboundMaxAge)
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.Drivers.Wildcard()},
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start}
+	log := s.deps.Log.With("component", "outbound")
+	eventstore.Follow(ctx, s.deps.JS, events.Drivers.Stream, cfg, log, func() { close(s.followed) }, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
+		rec, err := eventstore.DecodeMessage(s.deps.Registry, m.Subject(), m.Headers(), m.Data(), md.Stream, md.Sequence.Stream, md.Timestamp)
+		if err != nil {
+			log.Error("driver event cannot be decoded; not sent to phones", "seq", md.Sequence.Stream, "subject", m.Subject(), "err", err)
+			s.metrics.DeadLetters.WithLabelValues(mqttapi.OutboundFollower).Inc()
+			return
+		}
+		if err := s.bridge.OnDriverEvent(ctx, rec); err != nil && ctx.Err() == nil {
+			log.Warn("driver event not sent to phones", "seq", rec.Seq, "type", rec.Envelope.Type, "err", err)
+		}
+	})
 }
 
 // Stop shuts down in reverse order: no new credential commands, the
@@ -340,7 +360,6 @@ func (s *Service) Stop() {
 		if s.server != nil {
 			_ = s.server.Close()
 		}
-		s.consumers.Stop()
 		if s.cancel != nil {
 			s.cancel()
 		}
@@ -391,8 +410,10 @@ func (s *Service) Ready(context.Context) error {
 	if !s.proj.CaughtUp() {
 		return fmt.Errorf("read model %s is still catching up with the log", mqttapi.ReadModel)
 	}
-	if s.consumers.Len() == 0 {
-		return fmt.Errorf("consumer %s is not running", mqttapi.DurableAssignments)
+	select {
+	case <-s.followed:
+	default:
+		return errors.New("the outbound follower of DRIVERS has not caught up yet")
 	}
 	return nil
 }

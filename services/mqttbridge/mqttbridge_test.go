@@ -738,3 +738,84 @@ func TestWebSocket(t *testing.T) {
 	}
 	h.waitPosition(d1, 45.55, -122.65)
 }
+
+// TestAssignmentsReachPhonesOnEveryBridge runs three bridge instances: a
+// phone connected to any of them gets its driver's assignment and, as the
+// order's holder there, its ETA; an instance started after the assignment
+// has it retained for a phone that connects to it.
+func TestAssignmentsReachPhonesOnEveryBridge(t *testing.T) {
+	h := newHarness(t, mqttbridge.Config{})
+	b := h.startBridge()
+	for _, id := range []string{d2, d3} {
+		var r driversapi.CommandReply
+		if p, err := h.call(driversapi.SubjectStatus, driversapi.StatusCommand{DriverID: id, Status: driversapi.StatusOnBreak}, &r); p != nil || err != nil {
+			t.Fatal(p, err)
+		}
+	}
+	ctx := context.Background()
+	phones := map[string]*v5Client{}
+	for name, on := range map[string]*harness{"a": h, "b": b} {
+		phone, _, err := on.connectV5("phone-"+name, d1, h.secrets[d1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := phone.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
+			{Topic: mqttapi.TopicAssigned(d1), QoS: 1}, {Topic: mqttapi.TopicAllDriverETAs, QoS: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+		phones[name] = phone
+	}
+	const order = "order-two-bridges"
+	h.appendEvent(events.Kitchen, order, events.TicketReady{RestaurantID: downtown, DeliveryLocation: events.GeoPoint{Latitude: 45.53, Longitude: -122.67}})
+	for name, phone := range phones {
+		testkit.Eventually(t, waitTimeout, func() error {
+			msgs := phone.messages(mqttapi.TopicAssigned(d1))
+			if len(msgs) == 0 {
+				return fmt.Errorf("no assignment on the phone connected to bridge %s", name)
+			}
+			var a mqttapi.AssignedMessage
+			if err := json.Unmarshal(msgs[len(msgs)-1], &a); err != nil {
+				return err
+			}
+			if a.OrderID != order {
+				return fmt.Errorf("bridge %s sent %+v", name, a)
+			}
+			return nil
+		})
+	}
+	var r driversapi.CommandReply
+	if p, err := h.call(driversapi.SubjectPickup, driversapi.PickupCommand{DriverID: d1, OrderID: order}, &r); p != nil || err != nil {
+		t.Fatal(p, err)
+	}
+	for name, phone := range phones {
+		testkit.Eventually(t, waitTimeout, func() error {
+			if len(phone.messages(mqttapi.TopicDriverETA(order))) == 0 {
+				return fmt.Errorf("no ETA on the phone connected to bridge %s", name)
+			}
+			return nil
+		})
+	}
+	// A bridge started now rebuilt the retained assignment from DRIVERS.
+	c := h.startBridge()
+	late, err := c.connectV3("phone-c", d1, h.secrets[d1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok := late.Subscribe(mqttapi.TopicAssigned(d1), 1, nil); !tok.WaitTimeout(waitTimeout) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	testkit.Eventually(t, waitTimeout, func() error {
+		msgs := late.messages(mqttapi.TopicAssigned(d1))
+		if len(msgs) == 0 {
+			return errors.New("no retained assignment on the bridge started after it")
+		}
+		var a mqttapi.AssignedMessage
+		if err := json.Unmarshal(msgs[len(msgs)-1], &a); err != nil {
+			return err
+		}
+		if a.OrderID != order {
+			return fmt.Errorf("retained %+v", a)
+		}
+		return nil
+	})
+}

@@ -35,15 +35,13 @@ const (
 	SubjectCredentials = "svc.mqttbridge.credentials"
 )
 
-// Durable consumer names. They are contracts: renaming one makes the
-// server replay the stream's history to the new name.
-const (
-	// DurableAssignments reads DRIVERS: driver_assigned is sent to the
-	// driver's phone (TopicAssigned), delivery_picked_up becomes the
-	// order's driver ETA (TopicDriverETA), driver_unassigned and
-	// delivery_completed clear the driver's retained assignment.
-	DurableAssignments = "mqttbridge-assignments"
-)
+// OutboundFollower names the reader of DRIVERS in metrics and logs: every
+// bridge instance follows DRIVERS for itself (an ordered consumer, no
+// durable): driver_assigned is sent to the driver's phone
+// (TopicAssigned), delivery_picked_up becomes the order's driver ETA
+// (TopicDriverETA), driver_unassigned and delivery_completed clear the
+// driver's retained assignment.
+const OutboundFollower = "mqttbridge-outbound"
 
 // CredentialsBucket is the JetStream key-value bucket holding one salted
 // secret hash per device, keyed by device id.

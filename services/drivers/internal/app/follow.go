@@ -2,15 +2,12 @@ package app
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/events"
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -92,75 +89,8 @@ func driverOfSubject(subject, fallback string) string {
 	return fallback
 }
 
-// follow feeds every message of an ordered consumer to handle until ctx
-// ends; caught is closed once the messages that existed at the start are
-// handled. After a failure it resumes after the last handled sequence.
+// follow feeds the stream to handle (eventstore.Follow); caught is closed
+// once the messages that existed at the start are handled.
 func (f *Follower) follow(ctx context.Context, stream string, cfg jetstream.OrderedConsumerConfig, caught chan struct{}, handle func(jetstream.Msg, *jetstream.MsgMetadata)) {
-	var once sync.Once
-	markCaught := func() { once.Do(func() { close(caught) }) }
-	var last uint64
-	backoff := 50 * time.Millisecond
-	for {
-		c := cfg
-		if last > 0 {
-			c.DeliverPolicy, c.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
-		}
-		err := f.followOnce(ctx, stream, c, markCaught, handle, &last)
-		if ctx.Err() != nil {
-			return
-		}
-		f.log.Warn("following the log was interrupted; resuming", "stream", stream, "after_seq", last, "retry_in", backoff, "err", err)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
-}
-
-func (f *Follower) followOnce(ctx context.Context, stream string, cfg jetstream.OrderedConsumerConfig, caught func(), handle func(jetstream.Msg, *jetstream.MsgMetadata), last *uint64) error {
-	st, err := f.js.Stream(ctx, stream)
-	if err != nil {
-		return err
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return err
-	}
-	target := info.State.LastSeq
-	cons, err := f.js.OrderedConsumer(ctx, stream, cfg)
-	if err != nil {
-		return err
-	}
-	if ci := cons.CachedInfo(); target <= *last || (ci != nil && ci.NumPending == 0) {
-		caught()
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return err
-	}
-	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	for {
-		m, err := it.Next()
-		if err != nil {
-			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoHeartbeat) {
-				continue
-			}
-			return err
-		}
-		md, err := m.Metadata()
-		if err != nil {
-			continue
-		}
-		handle(m, md)
-		*last = md.Sequence.Stream
-		if md.NumPending == 0 || *last >= target {
-			caught()
-		}
-	}
+	eventstore.Follow(ctx, f.js, stream, cfg, f.log, func() { close(caught) }, handle)
 }

@@ -10,8 +10,9 @@ import (
 	"github.com/awesome-pizza/pizza/services/mqttbridge/mqttapi"
 )
 
-// OnDriverEvent is the handler of the DurableAssignments consumer of
-// DRIVERS. It tells drivers' phones about their orders:
+// OnDriverEvent is the handler of the bridge's follower of DRIVERS (each
+// instance reads DRIVERS for itself). It tells drivers' phones about their
+// orders:
 //
 //   - driver_assigned: the assignment, retained with QoS 1 on the driver's
 //     assigned topic, so a phone that connects later still gets it;
@@ -19,10 +20,10 @@ import (
 //   - driver_unassigned, delivery_completed: an empty retained message on
 //     the assigned topic, which clears the retained assignment.
 //
-// A redelivered event is sent again with the same Seq (MQTT QoS 1 is at
-// least once; phones deduplicate by Seq). Events older than
-// Options.OutboundMaxAge are acknowledged and skipped: a new consumer
-// starts with the whole history, and phones need the present.
+// An event read again (a follower resuming, an instance starting) is sent
+// again with the same Seq (MQTT QoS 1 is at least once; phones deduplicate
+// by Seq). Events older than Options.OutboundMaxAge are skipped: phones
+// need the present.
 func (b *Bridge) OnDriverEvent(_ context.Context, rec eventstore.Record) error {
 	driverID := rec.Envelope.AggregateID
 	if strings.HasPrefix(driverID, events.DispatchAggregateID("")) {
