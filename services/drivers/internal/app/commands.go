@@ -247,7 +247,7 @@ func (d *Dispatcher) ReportLocation(ctx context.Context, cmd driversapi.Location
 	fix, err := driversapi.NewLocationFix(cmd, d.clock())
 	var inv *driversapi.InvalidLocationError
 	if errors.As(err, &inv) {
-		return driversapi.LocationReply{}, &domain.ValidationError{Fields: fieldErrors(inv.Fields)}
+		return driversapi.LocationReply{}, &domain.ValidationError{Fields: inv.Fields}
 	}
 	if err != nil {
 		return driversapi.LocationReply{}, err
@@ -272,19 +272,7 @@ func positionView(driverID, restaurantID string, ev events.DriverLocationReporte
 }
 
 func checkKey(key string) []domain.FieldError {
-	return fieldErrors(driversapi.ValidateIdempotencyKey(key))
-}
-
-// fieldErrors converts the contract's field errors to the domain's.
-func fieldErrors(in []driversapi.FieldError) []domain.FieldError {
-	if len(in) == 0 {
-		return nil
-	}
-	out := make([]domain.FieldError, len(in))
-	for i, f := range in {
-		out[i] = domain.FieldError{Field: f.Field, Detail: f.Detail}
-	}
-	return out
+	return driversapi.ValidateIdempotencyKey(key)
 }
 
 // reply is a command's answer: the driver as it is now, and the last

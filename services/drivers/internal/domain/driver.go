@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/events"
+	"github.com/awesome-pizza/pizza/pkg/problem"
 )
 
 // Sentinel domain errors. The service edge maps them to problems: the
@@ -30,11 +31,10 @@ var (
 	ErrOtherRestaurant   = errors.New("the driver works for another restaurant")
 )
 
-// FieldError names an invalid input field.
-type FieldError struct {
-	Field  string
-	Detail string
-}
+// FieldError names an invalid input field: the contract's type
+// (driversapi.FieldError is the same), so a field error found while
+// building a command's event needs no conversion.
+type FieldError = problem.FieldError
 
 // ValidationError lists every invalid field of an input.
 type ValidationError struct {
@@ -159,15 +159,15 @@ func ValidateRegistration(in RegisterInput) []FieldError {
 	name := strings.TrimSpace(in.Name)
 	switch {
 	case name == "":
-		errs = append(errs, FieldError{"name", "is required"})
+		errs = append(errs, FieldError{Field: "name", Detail: "is required"})
 	case len(name) > MaxNameLength:
-		errs = append(errs, FieldError{"name", fmt.Sprintf("is longer than %d characters", MaxNameLength)})
+		errs = append(errs, FieldError{Field: "name", Detail: fmt.Sprintf("is longer than %d characters", MaxNameLength)})
 	}
 	if in.RestaurantID == "" {
-		errs = append(errs, FieldError{"restaurantId", "is required"})
+		errs = append(errs, FieldError{Field: "restaurantId", Detail: "is required"})
 	}
 	if _, ok := ParseVehicle(in.Vehicle); !ok {
-		errs = append(errs, FieldError{"vehicle", fmt.Sprintf("must be one of %s", joinVehicles())})
+		errs = append(errs, FieldError{Field: "vehicle", Detail: fmt.Sprintf("must be one of %s", joinVehicles())})
 	}
 	return errs
 }
