@@ -90,13 +90,28 @@ func (d *StuckDetector) Check(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	raised := 0
-	for _, id := range ids {
-		raw, err := d.rdb.Get(ctx, ordersapi.OrderKey(d.keyspace, id)).Bytes()
+	// The candidates' views, read in chunks of one round trip each (an
+	// order already flagged stays a candidate until it moves on).
+	const chunk = 256
+	views := make([]any, 0, len(ids))
+	for i := 0; i < len(ids); i += chunk {
+		keys := make([]string, 0, chunk)
+		for _, id := range ids[i:min(i+chunk, len(ids))] {
+			keys = append(keys, ordersapi.OrderKey(d.keyspace, id))
+		}
+		vals, err := d.rdb.MGet(ctx, keys...).Result()
 		if err != nil {
+			return 0, err
+		}
+		views = append(views, vals...)
+	}
+	for i, id := range ids {
+		raw, ok := views[i].(string)
+		if !ok {
 			continue
 		}
 		var v ordersapi.OrderView
-		if json.Unmarshal(raw, &v) != nil || v.Stuck {
+		if json.Unmarshal([]byte(raw), &v) != nil || v.Stuck {
 			continue
 		}
 		status, ok := domain.ParseStatus(v.Status)
