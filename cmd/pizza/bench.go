@@ -17,7 +17,9 @@ package main
 //	           open-loop latency at fixed offered rates, measured from the
 //	           scheduled send time; baselines: raw JetStream appends
 //	           (expected-sequence 0 and Nats-Msg-Id on fresh subjects) at the
-//	           same concurrency and rates, and raw two-message atomic batches.
+//	           same concurrency and rates (one message: how a placement is
+//	           stored since order_placed.v3), and raw two-message atomic
+//	           batches (how it was stored before; multi-event commands still are).
 //	lifecycle  orders/s carried from placement to Delivered with instant
 //	           stages (time scale 1e6); the bench plays the drivers over HTTP.
 //	telemetry  MQTT QoS 1 and QoS 0 GPS fixes/s stored in TELEMETRY, and
@@ -930,7 +932,7 @@ func benchIntake(ctx context.Context, o *benchOptions, r *benchRecorder) error {
 			note := fmt.Sprintf("closed loop, %d clients; baseline: raw JetStream appends (one message, expected-sequence 0, Msg-Id), same clients", c)
 			r.addVs(fmt.Sprintf("max sustained orders/s (C=%d)", c), "orders/s", cl.rate(), raw.rate(), note)
 			r.addVs(fmt.Sprintf("max sustained orders/s vs raw atomic batches (C=%d)", c), "orders/s", cl.rate(), batch.rate(),
-				"baseline: raw JetStream atomic-batch appends of two messages (how the orders service stores a placement), same clients")
+				"baseline: raw JetStream atomic-batch appends of two messages (how a placement was stored before order_placed.v3; commands with several events still are), same clients")
 			r.addVs(fmt.Sprintf("closed-loop p50 latency (C=%d)", c), "ms", benchMS(benchPct(cl.lat, .5)), benchMS(benchPct(raw.lat, .5)), "")
 			r.addVs(fmt.Sprintf("closed-loop p99 latency (C=%d)", c), "ms", benchMS(benchPct(cl.lat, .99)), benchMS(benchPct(raw.lat, .99)), "")
 			r.add("closed-loop mean time in the gateway handler", "ms", serverMean, "pizza_http_request_duration_seconds, POST /api/orders")
@@ -1054,7 +1056,8 @@ func (ip *benchIntakePlatform) rawAppend(ctx context.Context) error {
 }
 
 // rawBatch appends two messages as one JetStream atomic batch, the way the
-// orders service stores a placement.
+// orders service stored a placement before order_placed.v3 (and still
+// stores a command with several events).
 func (ip *benchIntakePlatform) rawBatch(ctx context.Context) error {
 	id := ip.run + "-b" + strconv.FormatInt(ip.rawSeq.Add(1), 10)
 	m1 := nats.NewMsg(ip.rawCtx.Subject(id))

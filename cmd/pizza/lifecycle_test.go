@@ -23,7 +23,7 @@ import (
 
 // happyPath is the order log of a delivered order; a failed quality check
 // repeats the preparation, baking and check before "ready".
-var happyPath = []string{"order_placed", "order_validated", "order_queued", "order_preparation_started", "order_baking_started",
+var happyPath = []string{"order_placed", "order_queued", "order_preparation_started", "order_baking_started",
 	"order_quality_check_started", "order_ready_for_pickup", "order_driver_assigned", "order_picked_up", "order_out_for_delivery", "order_delivered"}
 
 func validDeliveredLog(types []string) bool {

@@ -45,3 +45,28 @@ func TestUpcastRejectsV1WithoutTotal(t *testing.T) {
 		t.Fatal("a v1 order_placed without total was accepted")
 	}
 }
+
+// The stored order_placed.v2 fixture (written before placements validated
+// the order in the same event) decodes as v3 with Validated unset: the
+// order starts Created, and its order_validated follows in the log.
+func TestStoredV2FixtureDecodes(t *testing.T) {
+	b, err := os.ReadFile("testdata/v2/order_placed.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := UnmarshalEnvelope(b)
+	if err != nil || env.Version != 2 {
+		t.Fatalf("fixture: version %d, %v", env.Version, err)
+	}
+	ev, err := NewRegistry().Decode(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ok := ev.(OrderPlaced)
+	if !ok || p.Validated || p.Status() != "Created" || p.SubtotalCents != 3498 || p.TotalCents != 3498 || p.AddressRef == "" {
+		t.Fatalf("order_placed.v2 decoded as %#v", ev)
+	}
+	if (OrderPlaced{Validated: true}).Status() != "Validated" {
+		t.Fatal("a validated placement does not start Validated")
+	}
+}

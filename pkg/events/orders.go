@@ -49,10 +49,27 @@ type OrderPlaced struct {
 	// RequestHash fingerprints the client's request, so a retry with the
 	// same Idempotency-Key but a different body can be told apart.
 	RequestHash string `json:"requestHash,omitempty"`
+	// Validated (v3) says the placement also validated the order: it starts
+	// in status Validated, and no order_validated follows. Orders placed
+	// before v3 (false after the upcast) start Created, and their
+	// order_validated comes next in the log.
+	Validated bool `json:"validated,omitempty"`
 }
 
 func (OrderPlaced) EventType() string { return "order_placed" }
-func (OrderPlaced) EventVersion() int { return 2 }
+func (OrderPlaced) EventVersion() int { return 3 }
+
+// Status is the order's status right after the placement.
+func (e OrderPlaced) Status() string {
+	if e.Validated {
+		return "Validated"
+	}
+	return "Created"
+}
+
+// upcastOrderPlacedV2 turns an order_placed.v2 payload into v3: the same
+// fields, without "validated" (an order_validated follows it in the log).
+func upcastOrderPlacedV2(data json.RawMessage) (json.RawMessage, error) { return data, nil }
 
 // upcastOrderPlacedV1 turns an order_placed.v1 payload into v2: the v1
 // total becomes the subtotal, with no delivery fee. Unknown fields are kept.
@@ -205,6 +222,7 @@ func (OrderPersonalDataErased) EventVersion() int { return 1 }
 func RegisterOrderEvents(r *Registry) {
 	Register[OrderPlaced](r)
 	r.RegisterUpcaster("order_placed", 1, upcastOrderPlacedV1)
+	r.RegisterUpcaster("order_placed", 2, upcastOrderPlacedV2)
 	Register[OrderValidated](r)
 	Register[OrderQueued](r)
 	Register[OrderPreparationStarted](r)

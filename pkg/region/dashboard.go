@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/awesome-pizza/pizza/pkg/events"
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
 	"github.com/awesome-pizza/pizza/pkg/projection"
 	"github.com/redis/go-redis/v9"
@@ -22,7 +23,7 @@ var OrderStatuses = []string{"Created", "Validated", "Queued", "Preparing", "Bak
 // statusAfter maps an order event type to the status the order is in
 // after it. Events that do not change the status are absent.
 var statusAfter = map[string]string{
-	"order_placed":                "Created",
+	"order_placed":                "Created", // or Validated (OrderPlaced.Status)
 	"order_validated":             "Validated",
 	"order_queued":                "Queued",
 	"order_preparation_started":   "Preparing",
@@ -59,6 +60,9 @@ func (GlobalDashboard) Apply(ctx context.Context, tx *projection.Tx, rec eventst
 	status, ok := statusAfter[rec.Envelope.Type]
 	if !ok {
 		return nil
+	}
+	if placed, isPlaced := rec.Event.(events.OrderPlaced); isPlaced {
+		status = placed.Status() // Validated since order_placed.v3
 	}
 	statusKey := tx.Key("status", region, orderID)
 	prev, _, err := tx.Get(ctx, statusKey)

@@ -178,7 +178,7 @@ func TestSagaDrivesOrderToDelivered(t *testing.T) {
 	f.emit(events.Drivers, "downtown-driver-1", events.DeliveryCompleted{OrderID: id})
 	f.waitStatus(id, "Delivered")
 
-	want := []string{"order_placed", "order_validated", "order_queued", "order_preparation_started", "order_baking_started",
+	want := []string{"order_placed", "order_queued", "order_preparation_started", "order_baking_started",
 		"order_quality_check_started", "order_preparation_started", "order_baking_started", "order_quality_check_started",
 		"order_ready_for_pickup", "order_driver_assigned", "order_picked_up", "order_out_for_delivery", "order_delivered"}
 	if got := f.orderLog(id); !slices.Equal(got, want) {
@@ -241,7 +241,7 @@ func TestOutOfStockFailsTheOrderNamingTheIngredient(t *testing.T) {
 	marker := f.place("pearl")
 	f.emit(events.Kitchen, marker.OrderID, events.TicketQueued{RestaurantID: "pearl"})
 	f.waitStatus(marker.OrderID, "Queued")
-	if got := f.orderLog(o.OrderID); !slices.Equal(got, []string{"order_placed", "order_validated", "order_failed"}) {
+	if got := f.orderLog(o.OrderID); !slices.Equal(got, []string{"order_placed", "order_failed"}) {
 		t.Fatalf("log %v", got)
 	}
 }
@@ -311,7 +311,7 @@ func TestStaffOverrideIsValidatedAndRecorded(t *testing.T) {
 	if msg.Header.Get("Nats-Service-Error-Code") != "409" || p.CurrentStatus != "Queued" {
 		t.Fatalf("forbidden override: %s %s", msg.Header.Get("Nats-Service-Error-Code"), msg.Data)
 	}
-	if got := f.orderLog(o.OrderID); !slices.Equal(got, []string{"order_placed", "order_validated", "order_queued", "order_status_overridden"}) {
+	if got := f.orderLog(o.OrderID); !slices.Equal(got, []string{"order_placed", "order_queued", "order_status_overridden"}) {
 		t.Fatalf("log %v", got)
 	}
 }
@@ -331,8 +331,8 @@ func TestLateRetryOfACommandIsReplayed(t *testing.T) {
 	if !again.Replayed || again.Order.Status != "Preparing" {
 		t.Fatalf("late retry: %+v", again)
 	}
-	if n := len(f.orderLog(o.OrderID)); n != 5 {
-		t.Fatalf("log has %d events, want 5: %v", n, f.orderLog(o.OrderID))
+	if n := len(f.orderLog(o.OrderID)); n != 4 {
+		t.Fatalf("log has %d events, want 4: %v", n, f.orderLog(o.OrderID))
 	}
 }
 

@@ -205,7 +205,7 @@ func TestServiceCrashKeepsEveryOrderOnce(t *testing.T) {
 	}
 
 	summary{
-		Test: "service-crash", Faults: 1, Acked: 2 * orderCount, Stored: a.Stored, Duplicates: a.Duplicates + sameCommandTwice, Convergence: restartTook,
+		Test: "service-crash", Faults: 1, Acked: orderCount, Stored: a.Stored, Duplicates: a.Duplicates + sameCommandTwice, Convergence: restartTook,
 		Extra: []any{"orders", orderCount, "order_placed_events", placedEvents, "placed_before_kill", placedAtKill,
 			"all_readable_after_last_ack", readableAfter, "http_attempts", attempts, "failed_requests", failures.Load(), "throttled_requests", throttled.Load(), "replayed_replies", replayed},
 	}.print(t)

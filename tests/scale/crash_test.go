@@ -21,7 +21,7 @@ import (
 
 // lifecycle is an order's ORDERS events from placement to delivery, each
 // once and in this order (no quality check fails in the world).
-var lifecycle = []string{"order_placed", "order_validated", "order_queued", "order_preparation_started",
+var lifecycle = []string{"order_placed", "order_queued", "order_preparation_started",
 	"order_baking_started", "order_quality_check_started", "order_ready_for_pickup", "order_driver_assigned",
 	"order_picked_up", "order_out_for_delivery", "order_delivered"}
 

@@ -85,7 +85,9 @@ func (c *OrderChecker) Add(rec eventstore.Record) {
 	st.order.Apply(rec.Event, rec.Envelope.OccurredAt)
 	after := st.order.Status()
 	if before == "" {
-		if after != domain.Created {
+		// Created, or Validated for a placement that validated the order
+		// too (order_placed.v3).
+		if placed, ok := rec.Event.(events.OrderPlaced); !ok || after != domain.Status(placed.Status()) {
 			violate(RuleFirstEvent, "placement left status %s", after)
 		}
 		return

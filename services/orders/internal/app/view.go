@@ -37,7 +37,7 @@ func applyToView(v *ordersapi.OrderView, env events.Envelope, ev events.Event, s
 			CreatedAt:             at,
 			EstimatedDeliveryTime: &eta,
 		}
-		status = string(domain.Created)
+		status = e.Status()
 	case events.OrderValidated:
 		status = string(domain.Validated)
 	case events.OrderQueued:

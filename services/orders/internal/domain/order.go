@@ -195,7 +195,7 @@ func (o *Order) Apply(e events.Event, at time.Time) {
 	o.updatedAt = at
 	switch e := e.(type) {
 	case events.OrderPlaced:
-		o.status = Created
+		o.status = Status(e.Status())
 		o.restaurantID = e.RestaurantID
 		o.customerID = e.CustomerID
 		o.totalCents = e.TotalCents

@@ -55,7 +55,8 @@ const (
 
 // Place decides a new order: every line is priced from the restaurant's
 // menu (never from the client) and the order is accepted as validated, in
-// two events that are stored atomically.
+// one event (order_placed.v3 with validated set; ADR 0021): one message
+// to store, no atomic batch.
 func (o *Order) Place(in PlaceInput, menu *catalog.Catalog, now time.Time) ([]events.Event, error) {
 	if o.Placed() {
 		return nil, ErrAlreadyPlaced
@@ -108,7 +109,7 @@ func (o *Order) Place(in PlaceInput, menu *catalog.Catalog, now time.Time) ([]ev
 			AddressRef:          in.AddressRef,
 			EstimatedDeliveryAt: eta,
 			RequestHash:         in.RequestHash,
+			Validated:           true,
 		},
-		events.OrderValidated{},
 	}, nil
 }
