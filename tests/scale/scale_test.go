@@ -72,14 +72,16 @@ func TestThreeInstancesPlaceEveryOrderOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		created := 0
+		// Placed once: the placement's status (Validated, order_placed.v3)
+		// opens the history, and only once.
+		placed := 0
 		for _, sc := range v.StatusHistory {
-			if sc.Status == "Created" {
-				created++
+			if sc.Status == "Validated" {
+				placed++
 			}
 		}
-		if v.OrderID != id || v.RestaurantID != restaurants[i%len(restaurants)] || created != 1 {
-			t.Errorf("order %d through gateway %d: id %s restaurant %s, Created %d times in %v", i, g, v.OrderID, v.RestaurantID, created, v.StatusHistory)
+		if v.OrderID != id || v.RestaurantID != restaurants[i%len(restaurants)] || placed != 1 || v.StatusHistory[0].Status != "Validated" {
+			t.Errorf("order %d through gateway %d: id %s restaurant %s, Validated %d times in %v", i, g, v.OrderID, v.RestaurantID, placed, v.StatusHistory)
 		}
 	}
 
