@@ -441,7 +441,12 @@ func (g *SourceWatch) rewindSource(ctx context.Context, region string, from uint
 
 	// 3. What GLOBAL holds, read once nothing more arrives (and, for a
 	// hole, once what follows it is gone); the consumer starts again right
-	// after it.
+	// after it. nats-server can still store a message it had queued for the
+	// removed source (its queue is shared by the stream's sources), so
+	// wait until GLOBAL's last event of the region stays put.
+	if err := quiet(ctx, st, region); err != nil {
+		return err
+	}
 	if from > 0 {
 		n, err := deleteFrom(ctx, st, region, from)
 		if err != nil {
@@ -734,4 +739,31 @@ func (g *SourceWatch) regionNext(ctx context.Context, region string, seq uint64)
 		return math.MaxUint64, nil // nothing at or after seq
 	}
 	return got, nil
+}
+
+// quiet waits until GLOBAL's last event of the region has not changed for
+// three reads 200 ms apart (at most 10 s).
+func quiet(ctx context.Context, gst jetstream.Stream, region string) error {
+	last, err := storedFrom(ctx, gst, region)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for same := 0; same < 3 && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		now, err := storedFrom(ctx, gst, region)
+		if err != nil {
+			return err
+		}
+		if now == last {
+			same++
+		} else {
+			last, same = now, 0
+		}
+	}
+	return nil
 }

@@ -63,7 +63,13 @@ type regionRT struct {
 	svc      *orders.Service
 }
 
-func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+// quietLog discards, unless PIZZA_REGIONS_LOG=1 (for chasing a failure).
+func quietLog() *slog.Logger {
+	if os.Getenv("PIZZA_REGIONS_LOG") == "1" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
 
 // regionalCatalog keeps only the restaurants living in the region, so a
 // command misrouted to another region is refused as an unknown restaurant.
