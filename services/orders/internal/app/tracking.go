@@ -105,25 +105,30 @@ func NewTracker(rdb *redis.Client, js jetstream.JetStream, reg *events.Registry,
 // tracking until ctx ends.
 func (t *Tracker) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, f := range []func(context.Context) error{t.followOrders, t.followFixes} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for wait := 100 * time.Millisecond; ctx.Err() == nil; wait = min(wait*2, 5*time.Second) {
-				err := f(ctx)
-				if ctx.Err() != nil {
-					return
-				}
-				t.log.Warn("driver tracking interrupted; resuming", "retry_in", wait, "err", err)
-				tm := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-					tm.Stop()
-				case <-tm.C:
-				}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for wait := 100 * time.Millisecond; ctx.Err() == nil; wait = min(wait*2, 5*time.Second) {
+			err := t.followOrders(ctx)
+			if ctx.Err() != nil {
+				return
 			}
-		}()
-	}
+			t.log.Warn("driver tracking interrupted; resuming", "retry_in", wait, "err", err)
+			tm := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				tm.Stop()
+			case <-tm.C:
+			}
+		}
+	}()
+	// The last fix of every driver, then every new one.
+	go func() {
+		defer wg.Done()
+		eventstore.Follow(ctx, t.js, events.Telemetry.Stream, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{events.DriverLocationSubject(">")}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy},
+			t.log, nil, t.onFixMsg)
+	}()
 	t.writeLoop(ctx)
 	wg.Wait()
 }
@@ -232,50 +237,26 @@ func (t *Tracker) markLocked(orderID string) {
 	}
 }
 
-// followFixes reads the last fix of every driver, then every new one.
-func (t *Tracker) followFixes(ctx context.Context) error {
-	cons, err := t.js.OrderedConsumer(ctx, events.Telemetry.Stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.DriverLocationSubject(">")}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy})
-	if err != nil {
-		return err
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return err
-	}
-	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	for {
-		m, err := it.Next()
-		if err != nil {
-			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoHeartbeat) {
-				continue
-			}
-			return err
-		}
-		md, err := m.Metadata()
-		if err != nil {
-			continue
-		}
-		driverID := strings.TrimPrefix(m.Subject(), events.DriverLocationSubject(""))
-		raw := rawFix{subject: m.Subject(), header: m.Headers(), data: m.Data(), stream: md.Stream, seq: md.Sequence.Stream, stored: md.Timestamp}
-		t.mu.Lock()
-		if len(t.byDriver[driverID]) == 0 {
-			// Nobody follows this driver now: keep the fix as stored.
-			if old, ok := t.undecoded[driverID]; !ok || old.seq < raw.seq {
-				t.undecoded[driverID] = raw
-			}
-			t.mu.Unlock()
-			continue
+// onFixMsg takes one stored fix: kept as stored while nobody follows the
+// driver, decoded and applied to the driver's orders otherwise.
+func (t *Tracker) onFixMsg(m jetstream.Msg, md *jetstream.MsgMetadata) {
+	driverID := strings.TrimPrefix(m.Subject(), events.DriverLocationSubject(""))
+	raw := rawFix{subject: m.Subject(), header: m.Headers(), data: m.Data(), stream: md.Stream, seq: md.Sequence.Stream, stored: md.Timestamp}
+	t.mu.Lock()
+	if len(t.byDriver[driverID]) == 0 {
+		// Nobody follows this driver now: keep the fix as stored.
+		if old, ok := t.undecoded[driverID]; !ok || old.seq < raw.seq {
+			t.undecoded[driverID] = raw
 		}
 		t.mu.Unlock()
-		fix, ok := t.decode(raw)
-		if !ok {
-			continue
-		}
-		t.onFix(driverID, fix, raw.seq)
+		return
 	}
+	t.mu.Unlock()
+	fix, ok := t.decode(raw)
+	if !ok {
+		return
+	}
+	t.onFix(driverID, fix, raw.seq)
 }
 
 // decode turns a stored fix into the event; a fix that cannot be decoded
