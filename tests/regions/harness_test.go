@@ -235,6 +235,21 @@ func (w *world) place(via, restaurant, key string, timeout time.Duration) (order
 	return reply, nil
 }
 
+// publishEvents stores n events "event <i>" on o<i> (i from from) in the
+// region's ORDERS, and returns the last one's sequence.
+func (w *world) publishEvents(ctx context.Context, t testing.TB, name string, from, n int) uint64 {
+	t.Helper()
+	var last uint64
+	for i := from; i < from+n; i++ {
+		ack, err := w.regions[name].js.Publish(ctx, events.Orders.Subject(fmt.Sprintf("o%d", i)), fmt.Appendf(nil, "event %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = ack.Sequence
+	}
+	return last
+}
+
 // hasOrder reports whether the region's ORDERS stream holds events of the order.
 func (w *world) hasOrder(ctx context.Context, name, orderID string) (bool, error) {
 	st, err := w.regions[name].js.Stream(ctx, events.Orders.Stream)

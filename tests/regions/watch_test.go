@@ -25,19 +25,7 @@ func TestSourceWatchSeesARegionLeftBehind(t *testing.T) {
 	w := startWorld(t, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	ejs := w.regions[east].js
-	publish := func(from, n int) uint64 {
-		t.Helper()
-		var last uint64
-		for i := from; i < from+n; i++ {
-			ack, err := ejs.Publish(ctx, events.Orders.Subject(fmt.Sprintf("o%d", i)), fmt.Appendf(nil, "event %d", i))
-			if err != nil {
-				t.Fatal(err)
-			}
-			last = ack.Sequence
-		}
-		return last
-	}
+	publish := func(from, n int) uint64 { return w.publishEvents(ctx, t, east, from, n) }
 	// Reports at once; re-seeds a source stalled for 10 s (the full GLOBAL
 	// makes nats-server's source back off by 10 s per failed store).
 	watch := &region.SourceWatch{JS: w.gjs, Topology: topology, Stall: time.Nanosecond, Reseed: 10 * time.Second, Log: quietLog()}
@@ -222,15 +210,7 @@ func TestSourceWatchRepairsALostAcknowledgement(t *testing.T) {
 	w := startWorld(t, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	ejs := w.regions[east].js
-	publish := func(from, n int) {
-		t.Helper()
-		for i := from; i < from+n; i++ {
-			if _, err := ejs.Publish(ctx, events.Orders.Subject(fmt.Sprintf("o%d", i)), fmt.Appendf(nil, "event %d", i)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	publish := func(from, n int) { w.publishEvents(ctx, t, east, from, n) }
 	gst, err := w.gjs.Stream(ctx, region.GlobalOrdersStream)
 	if err != nil {
 		t.Fatal(err)
@@ -313,15 +293,7 @@ func TestSourceWatchFillsAHole(t *testing.T) {
 	w := startWorld(t, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	ejs := w.regions[east].js
-	publish := func(from, n int) {
-		t.Helper()
-		for i := from; i < from+n; i++ {
-			if _, err := ejs.Publish(ctx, events.Orders.Subject(fmt.Sprintf("o%d", i)), fmt.Appendf(nil, "event %d", i)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	publish := func(from, n int) { w.publishEvents(ctx, t, east, from, n) }
 	gst, err := w.gjs.Stream(ctx, region.GlobalOrdersStream)
 	if err != nil {
 		t.Fatal(err)
@@ -455,7 +427,7 @@ func TestSourceWatchFillsAHole(t *testing.T) {
 		t.Fatal(err)
 	}
 	publish(7, 3)
-	est, err := ejs.Stream(ctx, events.Orders.Stream)
+	est, err := w.regions[east].js.Stream(ctx, events.Orders.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}
