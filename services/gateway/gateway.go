@@ -56,6 +56,9 @@ type Config struct {
 	RateBurst     int
 	// MaxStreamsPerUser caps concurrent SSE streams per user (or address).
 	MaxStreamsPerUser int
+	// StreamsInHandler keeps every SSE stream inside its HTTP handler, as
+	// on HTTP/2, instead of taking HTTP/1.x connections over (ADR 0022).
+	StreamsInHandler bool
 	// TrustedProxies are the proxies whose X-Forwarded-For is believed;
 	// from anyone else the header is ignored.
 	TrustedProxies []netip.Prefix
@@ -135,6 +138,8 @@ type Gateway struct {
 	// streams ends every SSE stream at shutdown.
 	streams      context.Context
 	closeStreams context.CancelFunc
+	// detached counts the streams running outside their handler.
+	detached sync.WaitGroup
 }
 
 // New builds the gateway and its routes.
@@ -178,7 +183,21 @@ func (g *Gateway) Run(ctx context.Context) error { return g.hub.Run(ctx) }
 
 // CloseStreams ends every open SSE stream (clients reconnect elsewhere
 // with Last-Event-ID). Call it when the HTTP server starts shutting down.
-func (g *Gateway) CloseStreams() { g.closeStreams() }
+// It returns once every stream that had taken its connection over has
+// ended, or after 5 s.
+func (g *Gateway) CloseStreams() {
+	g.closeStreams()
+	ended := make(chan struct{})
+	go func() {
+		g.detached.Wait()
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		g.deps.Log.Warn("SSE streams still open 5 s after they were told to close")
+	}
+}
 
 // Ready is closed once live notifications flow.
 func (g *Gateway) Ready() <-chan struct{} { return g.hub.Ready() }

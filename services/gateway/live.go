@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/awesome-pizza/pizza/services/gateway/internal/hub"
@@ -46,117 +45,109 @@ type liveFeed struct {
 // its streams down. Errors before the stream starts (the first snapshot
 // could not be read, too many streams) are answered as problems.
 func (g *Gateway) serveLive(c echo.Context, f liveFeed) error {
-	ctx := c.Request().Context()
 	release, err := g.streamSlot(c)
 	if err != nil {
 		return err
 	}
-	defer release()
 	snapW, teleW, stop := f.watch()
-	defer stop()
-	id, data, err := f.snapshot(ctx)
+	done := func() {
+		stop()
+		release()
+	}
+	id, data, err := f.snapshot(c.Request().Context())
 	if err != nil {
+		done()
 		return err
 	}
 	sent := lastEventID(c)
-	res := c.Response()
-	end, ok := g.startSSE(res)
-	defer end()
-	if !ok {
-		return nil
-	}
-
-	sendSnapshot := func(id string, data []byte) error {
-		if id == sent {
-			return nil
-		}
-		if _, err := fmt.Fprintf(res, "id: %s\nevent: %s\ndata: %s\n\n", id, f.event, data); err != nil {
-			return err
-		}
-		res.Flush()
-		sent = id
-		return nil
-	}
-	if err := sendSnapshot(id, data); err != nil {
-		return nil
-	}
-
-	t := telemetryThrottle{every: telemetryInterval}
-	defer t.stop()
-	var lastTelemetry []byte
-	sendTelemetry := func() error {
-		if f.telemetryEvent == "" {
-			return nil
-		}
-		data, err := f.loadTelemetry(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				g.deps.Log.Warn("reading a stream's telemetry failed", "event", f.telemetryEvent, "err", err)
-			}
-			return nil // the next change tries again
-		}
-		if data == nil || bytes.Equal(data, lastTelemetry) {
-			return nil
-		}
-		if _, err := fmt.Fprintf(res, "event: %s\ndata: %s\n\n", f.telemetryEvent, data); err != nil {
-			return err
-		}
-		res.Flush()
-		lastTelemetry = data
-		return nil
-	}
-	// Telemetry follows the first snapshot at once, resumed or not: it is
-	// not part of what Last-Event-ID covers.
-	t.sent(time.Now())
-	if err := sendTelemetry(); err != nil {
-		return nil
-	}
-	telemetryChanged := func() error {
-		if f.telemetryEvent == "" || !t.due(time.Now()) {
-			return nil
-		}
-		return sendTelemetry()
-	}
-
-	heartbeat := time.NewTicker(g.cfg.Heartbeat)
-	defer heartbeat.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-g.streams.Done():
-			return nil
-		case <-heartbeat.C:
-			if _, err := fmt.Fprint(res, ": heartbeat\n\n"); err != nil {
+	return g.serveSSE(c, done, func(ctx context.Context, out *sseOut) {
+		sendSnapshot := func(id string, data []byte) error {
+			if id == sent {
 				return nil
 			}
-			res.Flush()
-		case <-watcherC(snapW):
-			snapW.Latest() // a resync or a change: either way, read again
-			if id, data, err := f.snapshot(ctx); err == nil {
-				if err := sendSnapshot(id, data); err != nil {
-					return nil
-				}
-			} else if ctx.Err() == nil {
-				g.deps.Log.Warn("reading a stream's snapshot failed", "event", f.event, "err", err)
+			if err := out.frame("id: %s\nevent: %s\ndata: %s\n\n", id, f.event, data); err != nil {
+				return err
 			}
-			if f.telemetryOnSnapshot {
+			sent = id
+			return nil
+		}
+		if err := sendSnapshot(id, data); err != nil {
+			return
+		}
+
+		t := telemetryThrottle{every: telemetryInterval}
+		defer t.stop()
+		var lastTelemetry []byte
+		sendTelemetry := func() error {
+			if f.telemetryEvent == "" {
+				return nil
+			}
+			data, err := f.loadTelemetry(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					g.deps.Log.Warn("reading a stream's telemetry failed", "event", f.telemetryEvent, "err", err)
+				}
+				return nil // the next change tries again
+			}
+			if data == nil || bytes.Equal(data, lastTelemetry) {
+				return nil
+			}
+			if err := out.frame("event: %s\ndata: %s\n\n", f.telemetryEvent, data); err != nil {
+				return err
+			}
+			lastTelemetry = data
+			return nil
+		}
+		// Telemetry follows the first snapshot at once, resumed or not: it
+		// is not part of what Last-Event-ID covers.
+		t.sent(time.Now())
+		if err := sendTelemetry(); err != nil {
+			return
+		}
+		telemetryChanged := func() error {
+			if f.telemetryEvent == "" || !t.due(time.Now()) {
+				return nil
+			}
+			return sendTelemetry()
+		}
+
+		heartbeat := time.NewTicker(g.cfg.Heartbeat)
+		defer heartbeat.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-heartbeat.C:
+				if err := out.write([]byte(sseHeartbeat)); err != nil {
+					return
+				}
+			case <-watcherC(snapW):
+				snapW.Latest() // a resync or a change: either way, read again
+				if id, data, err := f.snapshot(ctx); err == nil {
+					if err := sendSnapshot(id, data); err != nil {
+						return
+					}
+				} else if ctx.Err() == nil {
+					g.deps.Log.Warn("reading a stream's snapshot failed", "event", f.event, "err", err)
+				}
+				if f.telemetryOnSnapshot {
+					if err := telemetryChanged(); err != nil {
+						return
+					}
+				}
+			case <-watcherC(teleW):
+				teleW.Latest()
 				if err := telemetryChanged(); err != nil {
-					return nil
+					return
+				}
+			case <-t.C():
+				t.fired(time.Now())
+				if err := sendTelemetry(); err != nil {
+					return
 				}
 			}
-		case <-watcherC(teleW):
-			teleW.Latest()
-			if err := telemetryChanged(); err != nil {
-				return nil
-			}
-		case <-t.C():
-			t.fired(time.Now())
-			if err := sendTelemetry(); err != nil {
-				return nil
-			}
 		}
-	}
+	})
 }
 
 // watcherC is the watcher's channel, or nil (never ready) without one.

@@ -197,6 +197,7 @@ func forbidUndocumentedProperties(doc *openapi3.T) {
 
 type harness struct {
 	srv        *httptest.Server
+	gw         *gateway.Gateway
 	doc        *openapi3.T
 	router     routers.Router
 	stopOrders func()
@@ -273,7 +274,7 @@ func startPlatformWith(t *testing.T, cfg gateway.Config, more func(t *testing.T,
 	if err != nil {
 		t.Fatalf("router from the document: %v", err)
 	}
-	return &harness{srv: srv, doc: doc, router: router, stopOrders: stopOrders}
+	return &harness{srv: srv, gw: g, doc: doc, router: router, stopOrders: stopOrders}
 }
 
 // call is one request of the conformance test.

@@ -2,9 +2,8 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"errors"
-	"fmt"
-	"net/http"
 	"slices"
 	"strconv"
 	"time"
@@ -25,115 +24,110 @@ func (g *Gateway) trackOrder(c echo.Context) error {
 	if events.ValidateID(id) != nil {
 		return notFound("Order")
 	}
-	ctx := c.Request().Context()
 	release, err := g.streamSlot(c)
 	if err != nil {
 		return err
 	}
-	defer release()
 	// Watch before reading, so no change slips between the read and the watch.
 	w, stop := g.hub.Watch(id)
-	defer stop()
-	view, raw, err := g.hub.Load(ctx, id)
-	if errors.Is(err, hub.ErrNotFound) {
-		return notFound("Order")
+	done := func() {
+		stop()
+		release()
 	}
+	view, raw, err := g.hub.Load(c.Request().Context(), id)
 	if err != nil {
+		done()
+		if errors.Is(err, hub.ErrNotFound) {
+			return notFound("Order")
+		}
 		return err
 	}
 	var sent uint64
 	if last := lastEventID(c); last != "" {
 		sent, _ = strconv.ParseUint(last, 10, 64)
 	}
-
-	res := c.Response()
-	end, ok := g.startSSE(res)
-	defer end()
-	if !ok {
-		return nil
-	}
-	send := func(seq uint64, data []byte) error {
-		if seq <= sent {
-			return nil
-		}
-		if _, err := fmt.Fprintf(res, "id: %d\nevent: order\ndata: %s\n\n", seq, data); err != nil {
-			return err
-		}
-		res.Flush()
-		sent = seq
-		return nil
-	}
-	if err := send(view.Version, raw); err != nil {
-		return nil
-	}
-	res.Flush()
-	// While the order is with its driver, the order read model carries
-	// the driver's last position and a live ETA (driverTracking, folded in
-	// by the orders service without a new version). Each newer fix goes out
-	// as a "driver" event with no id: it is telemetry, not order history,
-	// and Last-Event-ID keeps naming the order's version.
-	var driverSeq uint64
-	follow := func(v ordersapi.OrderView) error {
-		tr := v.DriverTracking
-		if tr == nil || !slices.Contains(ordersapi.TrackedStatuses, v.Status) || tr.Seq <= driverSeq {
-			return nil
-		}
-		driverSeq = tr.Seq
-		return sendDriver(res, tr)
-	}
-	if err := follow(view); err != nil {
-		return nil
-	}
-	heartbeat := time.NewTicker(g.cfg.Heartbeat)
-	defer heartbeat.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-g.streams.Done():
-			return nil
-		case <-heartbeat.C:
-			if _, err := fmt.Fprint(res, ": heartbeat\n\n"); err != nil {
+	return g.serveSSE(c, done, func(ctx context.Context, out *sseOut) {
+		send := func(seq uint64, data []byte) error {
+			if seq <= sent {
 				return nil
 			}
-			res.Flush()
-		case <-w.C():
-			n, resync := w.Latest()
-			if resync || (n != nil && n.Seq <= sent) {
-				// A missed notification, or a change without a new version
-				// (the driver's position): the hub keeps one snapshot per
-				// version, so read the newest from the read model.
-				v, raw, err := g.hub.Load(ctx, id)
-				if err == nil {
-					if err := send(v.Version, raw); err != nil {
-						return nil
+			if err := out.frame("id: %d\nevent: order\ndata: %s\n\n", seq, data); err != nil {
+				return err
+			}
+			sent = seq
+			return nil
+		}
+		if err := send(view.Version, raw); err != nil {
+			return
+		}
+		// While the order is with its driver, the order read model
+		// carries the driver's last position and a live ETA
+		// (driverTracking, folded in by the orders service without a new
+		// version). Each newer fix goes out as a "driver" event with no
+		// id: it is telemetry, not order history, and Last-Event-ID keeps
+		// naming the order's version.
+		var driverSeq uint64
+		follow := func(v ordersapi.OrderView) error {
+			tr := v.DriverTracking
+			if tr == nil || !slices.Contains(ordersapi.TrackedStatuses, v.Status) || tr.Seq <= driverSeq {
+				return nil
+			}
+			driverSeq = tr.Seq
+			return sendDriver(out, tr)
+		}
+		if err := follow(view); err != nil {
+			return
+		}
+		heartbeat := time.NewTicker(g.cfg.Heartbeat)
+		defer heartbeat.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-heartbeat.C:
+				if err := out.write([]byte(sseHeartbeat)); err != nil {
+					return
+				}
+			case <-w.C():
+				n, resync := w.Latest()
+				if resync || (n != nil && n.Seq <= sent) {
+					// A missed notification, or a change without a new
+					// version (the driver's position): the hub keeps one
+					// snapshot per version, so read the newest from the
+					// read model.
+					v, raw, err := g.hub.Load(ctx, id)
+					if err == nil {
+						if err := send(v.Version, raw); err != nil {
+							return
+						}
+						if err := follow(v); err != nil {
+							return
+						}
 					}
-					if err := follow(v); err != nil {
-						return nil
+					continue
+				}
+				if n == nil {
+					continue
+				}
+				// The order as the projector encoded it (compact JSON: one
+				// data line); re-encoded only if it is missing or spans
+				// lines.
+				data := []byte(n.OrderJSON)
+				if len(data) == 0 || bytes.ContainsAny(data, "\r\n") {
+					var err error
+					if data, err = jsonMarshal(n.Order); err != nil {
+						return
 					}
 				}
-				continue
-			}
-			if n == nil {
-				continue
-			}
-			// The order as the projector encoded it (compact JSON: one
-			// data line); re-encoded only if it is missing or spans lines.
-			data := []byte(n.OrderJSON)
-			if len(data) == 0 || bytes.ContainsAny(data, "\r\n") {
-				var err error
-				if data, err = jsonMarshal(n.Order); err != nil {
-					return nil
+				if err := send(n.Seq, data); err != nil {
+					return
+				}
+				if err := follow(n.Order); err != nil {
+					return
 				}
 			}
-			if err := send(n.Seq, data); err != nil {
-				return nil
-			}
-			if err := follow(n.Order); err != nil {
-				return nil
-			}
 		}
-	}
+	})
 }
 
 // DriverUpdate is the payload of a tracking stream's "driver" event.
@@ -153,18 +147,14 @@ type DriverUpdate struct {
 }
 
 // sendDriver writes the driver's position from the order's view.
-func sendDriver(res *echo.Response, tr *ordersapi.DriverTracking) error {
+func sendDriver(out *sseOut, tr *ordersapi.DriverTracking) error {
 	eta := tr.EtaAt
 	u := DriverUpdate{DriverID: tr.DriverID, Latitude: tr.Latitude, Longitude: tr.Longitude, At: tr.At, SpeedKmh: tr.SpeedKmh, EtaAt: &eta, DistanceKm: tr.DistanceKm, Seq: tr.Seq}
 	data, err := jsonMarshal(u)
 	if err != nil {
 		return err
 	}
-	if _, err := fmt.Fprintf(res, "event: driver\ndata: %s\n\n", data); err != nil {
-		return err
-	}
-	res.Flush()
-	return nil
+	return out.frame("event: driver\ndata: %s\n\n", data)
 }
 
 // lastEventID is where a client resumes a stream: the Last-Event-ID
@@ -177,23 +167,5 @@ func lastEventID(c echo.Context) string {
 	return c.QueryParam("lastEventId")
 }
 
-// startSSE answers with an event stream: its headers, no write deadline
-// (a stream lives as long as its client wants), and the reconnect hint.
-// The stream counts as a client until end runs; ok is false when the
-// client is already gone.
-func (g *Gateway) startSSE(res *echo.Response) (end func(), ok bool) {
-	h := res.Header()
-	h.Set(echo.HeaderContentType, "text/event-stream")
-	h.Set(echo.HeaderCacheControl, "no-cache")
-	h.Set(echo.HeaderConnection, "keep-alive")
-	h.Set("X-Accel-Buffering", "no")
-	res.WriteHeader(http.StatusOK)
-	_ = http.NewResponseController(res.Writer).SetWriteDeadline(time.Time{})
-	g.m.sseClients.Inc()
-	end = g.m.sseClients.Dec
-	if _, err := fmt.Fprint(res, "retry: 2000\n\n"); err != nil {
-		return end, false
-	}
-	res.Flush()
-	return end, true
-}
+// sseHeartbeat keeps idle streams (and the proxies in between) alive.
+const sseHeartbeat = ": heartbeat\n\n"
