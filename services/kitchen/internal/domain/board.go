@@ -27,6 +27,12 @@ type Board struct {
 	chefs        []*chefState // catalogue order
 	chefByID     map[string]*chefState
 	tickets      map[string]*entry
+	// The tickets by what the scheduler asks of them: those waiting for a
+	// chef, and those in a timed stage (the chefs' load is counted among
+	// these). A decision reads these, not every ticket, so a long queue
+	// costs nothing while every chef is busy.
+	queued map[string]*entry
+	timed  map[string]*entry
 }
 
 type chefState struct {
@@ -47,7 +53,8 @@ type entry struct {
 
 // NewBoard returns the empty board of a restaurant with its chefs.
 func NewBoard(restaurantID string, chefs []ChefSpec) *Board {
-	b := &Board{restaurantID: restaurantID, chefByID: map[string]*chefState{}, tickets: map[string]*entry{}}
+	b := &Board{restaurantID: restaurantID, chefByID: map[string]*chefState{}, tickets: map[string]*entry{},
+		queued: map[string]*entry{}, timed: map[string]*entry{}}
 	for _, c := range chefs {
 		if _, dup := b.chefByID[c.ID]; dup {
 			continue
@@ -85,7 +92,9 @@ func (b *Board) Apply(id string, e events.Event, seq uint64, at time.Time) {
 		}
 		t := NewTicket(id)
 		t.Apply(e, at)
-		b.tickets[id] = &entry{ticket: t, version: seq, queueSeq: seq}
+		en := &entry{ticket: t, version: seq, queueSeq: seq}
+		b.tickets[id] = en
+		b.index(id, en)
 		return
 	}
 	en, ok := b.tickets[id]
@@ -102,6 +111,20 @@ func (b *Board) Apply(id string, e events.Event, seq uint64, at time.Time) {
 	}
 	if en.ticket.Stage().Done() {
 		delete(b.tickets, id)
+	}
+	b.index(id, en)
+}
+
+// index files a ticket under its stage (and nowhere once it is done).
+func (b *Board) index(id string, en *entry) {
+	delete(b.queued, id)
+	delete(b.timed, id)
+	switch st := en.ticket.Stage(); {
+	case st.Done():
+	case st == Queued:
+		b.queued[id] = en
+	case st.Timed():
+		b.timed[id] = en
 	}
 }
 
@@ -147,15 +170,14 @@ func (b *Board) Next(now time.Time, p Policy) (Decision, bool) {
 	if en := b.earliest(func(en *entry) bool { return en.ticket.Due(now) }); en != nil {
 		return b.advance(en, now, p)
 	}
-	queue := b.queue()
-	if len(queue) == 0 {
-		return Decision{}, false
-	}
 	chef := b.pickChef()
 	if chef == nil {
 		return Decision{}, false
 	}
-	en := queue[0]
+	en := b.head()
+	if en == nil {
+		return Decision{}, false
+	}
 	t := en.ticket
 	evs, err := t.StartPreparation(chef.spec.ID, now, p.Scale(PreparationTime(t.Lines())))
 	if err != nil {
@@ -196,8 +218,8 @@ func (b *Board) advance(en *entry, now time.Time, p Policy) (Decision, bool) {
 // among those matching ok.
 func (b *Board) earliest(ok func(*entry) bool) *entry {
 	var best *entry
-	for _, en := range b.tickets {
-		if en.held || !en.ticket.Stage().Timed() || !ok(en) {
+	for _, en := range b.timed {
+		if en.held || !ok(en) {
 			continue
 		}
 		if best == nil || en.ticket.DueAt().Before(best.ticket.DueAt()) ||
@@ -221,21 +243,41 @@ func (b *Board) NextDue() (time.Time, bool) {
 // remakes first, then by queue time (stream order).
 func (b *Board) queue() []*entry {
 	var q []*entry
-	for _, en := range b.tickets {
-		if en.ticket.Stage() == Queued && !en.held {
+	for _, en := range b.queued {
+		if !en.held {
 			q = append(q, en)
 		}
 	}
 	slices.SortFunc(q, func(x, y *entry) int {
-		if x.ticket.Remake() != y.ticket.Remake() {
-			if x.ticket.Remake() {
-				return -1
-			}
+		switch {
+		case queuedBefore(x, y):
+			return -1
+		case queuedBefore(y, x):
 			return 1
 		}
-		return cmpUint(x.queueSeq, y.queueSeq)
+		return 0
 	})
 	return q
+}
+
+// head returns the first of queue() without sorting the queue.
+func (b *Board) head() *entry {
+	var best *entry
+	for _, en := range b.queued {
+		if !en.held && (best == nil || queuedBefore(en, best)) {
+			best = en
+		}
+	}
+	return best
+}
+
+// queuedBefore says whether x gets a chef before y: remakes first, then
+// by queue time (stream order).
+func queuedBefore(x, y *entry) bool {
+	if x.ticket.Remake() != y.ticket.Remake() {
+		return x.ticket.Remake()
+	}
+	return x.queueSeq < y.queueSeq
 }
 
 // Queue returns the order ids waiting for a chef, in the order they get one.
@@ -269,7 +311,7 @@ func (b *Board) pickChef() *chefState {
 // Load returns how many tickets a chef is preparing.
 func (b *Board) Load(chefID string) int {
 	n := 0
-	for _, en := range b.tickets {
+	for _, en := range b.timed {
 		if en.ticket.Occupies(chefID) {
 			n++
 		}
@@ -294,13 +336,3 @@ func (b *Board) Ticket(orderID string) (*Ticket, bool) {
 
 // Active returns the number of tickets in progress.
 func (b *Board) Active() int { return len(b.tickets) }
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
