@@ -126,6 +126,7 @@ type benchOptions struct {
 	cpuProfile  string
 	dataDir     string
 	drivers     int
+	restaurants int
 	mqttClients int
 	mqttRate    float64
 	timeScale   float64
@@ -235,6 +236,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of each scenario's main phase to <prefix>-<scenario>.pprof")
 	fs.StringVar(&o.dataDir, "data-dir", "", "parent of the temporary JetStream stores (default: the system temp dir)")
 	fs.IntVar(&o.drivers, "drivers", 20, "drivers per restaurant in the bench catalogue")
+	fs.IntVar(&o.restaurants, "restaurants", 0, "restaurants in the bench catalogue: the seed's, then copies of them (0: the seed's 3)")
 	fs.IntVar(&o.mqttClients, "mqtt-clients", 1200, "MQTT devices (drivers' phones, one connection each) of the telemetry scenario; the fleet grows to match")
 	fs.Float64Var(&o.mqttRate, "mqtt-rate", 19, "GPS fixes/s each device sends into the platform (the bridge allows 20/s per connection); 0: as fast as acknowledged")
 	fs.Float64Var(&o.timeScale, "time-scale", 1e6, "platform time scale of the lifecycle scenario (1e6: stages instant)")
@@ -258,6 +260,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("--watchers must be from 1 to %d", benchMaxWatchers)
 	case o.drivers < 1:
 		return errors.New("--drivers must be at least 1")
+	case o.restaurants < 0 || o.restaurants > 1000:
+		return errors.New("--restaurants must be from 0 to 1000")
 	case o.mqttClients < 1 || o.mqttRate < 0:
 		return errors.New("--mqtt-clients must be at least 1 and --mqtt-rate not negative")
 	case o.timeScale <= 0:
@@ -300,7 +304,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Machine: benchMachineInfo(ctx, o.redisURL),
 		Options: map[string]any{
 			"duration": o.duration.String(), "scenarios": o.scenarios, "concurrency": o.concurrency, "rates": o.rates,
-			"watchers": o.watchers, "cancelRate": o.cancelRate, "driversPerRestaurant": o.drivers, "mqttClients": o.mqttClients, "mqttRate": o.mqttRate, "timeScale": o.timeScale,
+			"watchers": o.watchers, "cancelRate": o.cancelRate, "driversPerRestaurant": o.drivers, "restaurants": o.restaurants, "mqttClients": o.mqttClients, "mqttRate": o.mqttRate, "timeScale": o.timeScale,
 		},
 		Results: []benchResult{},
 	}
@@ -440,8 +444,13 @@ type benchEnv struct {
 }
 
 // benchCatalog is the built-in seed with stock that lasts the run and a
-// fleet of drivers per restaurant (the MQTT devices).
-func benchCatalog(driversPerRestaurant int) ([]byte, error) {
+// fleet of drivers per restaurant (the MQTT devices). With restaurants
+// above the seed's count, copies of the seed's restaurants (new ids for
+// them, their chefs and drivers, a few hundred metres apart) make up the
+// number: a chain taking thousands of orders a second has that many
+// kitchens, and each restaurant's documents (kitchen display, dashboard)
+// are hot aggregates.
+func benchCatalog(driversPerRestaurant, restaurants int) ([]byte, error) {
 	seed, err := json.Marshal(catalog.Default())
 	if err != nil {
 		return nil, err
@@ -449,6 +458,25 @@ func benchCatalog(driversPerRestaurant int) ([]byte, error) {
 	var c catalog.Catalog
 	if err := json.Unmarshal(seed, &c); err != nil {
 		return nil, err
+	}
+	base := len(c.Restaurants)
+	for n := base; n < restaurants; n++ {
+		var r catalog.Restaurant
+		b, _ := json.Marshal(c.Restaurants[n%base])
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, err
+		}
+		suffix := fmt.Sprintf("-%d", n/base+1)
+		r.ID += suffix
+		r.Name += fmt.Sprintf(" (%d)", n/base+1)
+		r.Location.Latitude += 0.003 * float64(n/base)
+		for i := range r.Chefs {
+			r.Chefs[i].ID = r.ID + "-chef-" + strconv.Itoa(i+1)
+		}
+		for i := range r.Drivers {
+			r.Drivers[i].ID = r.ID + "-driver-" + strconv.Itoa(i+1)
+		}
+		c.Restaurants = append(c.Restaurants, r)
 	}
 	for i := range c.Restaurants {
 		r := &c.Restaurants[i]
@@ -477,7 +505,7 @@ func benchStart(ctx context.Context, o *benchOptions, name string, timeScale flo
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	cat, err := benchCatalog(driversPerRestaurant)
+	cat, err := benchCatalog(driversPerRestaurant, o.restaurants)
 	if err != nil {
 		return fail(err)
 	}
@@ -1476,7 +1504,7 @@ func benchCounter(e *benchEnv, name, label, value string) float64 {
 }
 
 func benchTelemetry(ctx context.Context, o *benchOptions, r *benchRecorder) error {
-	restaurants := len(catalog.Default().Restaurants)
+	restaurants := max(o.restaurants, len(catalog.Default().Restaurants))
 	e, err := benchStart(ctx, o, "telemetry", 3000, true, max(o.drivers, (o.mqttClients+restaurants-1)/restaurants))
 	if err != nil {
 		return err

@@ -207,11 +207,16 @@ type StageCounts struct {
 }
 
 // Notification is published on Channel once per batch of the projector that
-// changes a display, with the display as it stands after the batch.
+// changes a display: the restaurant, the display's version after the batch
+// (Seq) and its counts. It does not carry the display: a busy kitchen's
+// display holds thousands of tickets, every gateway receives every
+// notification through one subscription, and the live display reads the
+// display again when told (GET /api/kitchen/{restaurantId}/queue serves
+// the same document).
 type Notification struct {
-	RestaurantID string         `json:"restaurantId"`
-	Seq          uint64         `json:"seq"`
-	Display      KitchenDisplay `json:"display"`
+	RestaurantID string      `json:"restaurantId"`
+	Seq          uint64      `json:"seq"`
+	Counts       StageCounts `json:"counts"`
 }
 
 // EmptyDisplay is the display of a restaurant before its first kitchen

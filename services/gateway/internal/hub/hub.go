@@ -244,7 +244,7 @@ var positionsSuffix = "notify:" + driversapi.PositionsModel
 // (a top-level "restaurantId", else the first nested object's one) and,
 // with positions set, the driver of a position ("position.driverId").
 //
-// Notifications can be large (a kitchen display carries every open ticket)
+// Notifications can be large (an order notification carries the order)
 // and all of them pass through the hub's one goroutine, so routeOf reads
 // the payload as a token stream and stops at the first top-level
 // restaurant id instead of decoding the whole document.

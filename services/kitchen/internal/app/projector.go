@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/awesome-pizza/pizza/pkg/catalog"
@@ -48,11 +49,11 @@ func (p Projector) Apply(ctx context.Context, tx *projection.Tx, rec eventstore.
 	}
 	tx.PutDoc(key, d)
 	// The display is announced once per batch, as it stands after the
-	// batch: encoding it for every event made the projector quadratic in
-	// a busy kitchen's tickets (the fan-out benchmark's top hotspot).
+	// batch, and without its tickets (kitchenapi.Notification).
 	seq := rec.Seq
-	tx.NotifyLatestDoc(restaurantID, key, "restaurantId", seq, "display", func() any {
-		return kitchenapi.Notification{RestaurantID: restaurantID, Seq: seq, Display: *d}
+	tx.NotifyLatest(restaurantID, func() (string, error) {
+		b, err := json.Marshal(kitchenapi.Notification{RestaurantID: restaurantID, Seq: seq, Counts: d.Counts})
+		return string(b), err
 	})
 	return nil
 }
