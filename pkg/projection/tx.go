@@ -138,7 +138,7 @@ func GetDoc[T any](ctx context.Context, tx *Tx, key string) (*T, bool, error) {
 		if !isT {
 			return nil, false, fmt.Errorf("read model key %s: read as %T and as %T in one batch", key, d.v, new(T))
 		}
-		return v, true, nil
+		return v, d.exists, nil
 	}
 	if d, ok := tx.carried[key]; ok {
 		if _, restaged := tx.staged[key]; !restaged {
@@ -178,29 +178,13 @@ func (tx *Tx) PutDoc(key string, v any) {
 	tx.docs[key] = &doc{v: v, dirty: true, exists: true}
 }
 
-// JSONAppender is a document that encodes itself, exactly as
-// encoding/json would, faster. A document type whose encoding dominates a
-// projector (a restaurant's whole kitchen display, written after every
-// batch) implements it on its pointer.
-type JSONAppender interface {
-	AppendJSON(b []byte) ([]byte, error)
-}
-
 // flushDoc encodes a dirty document of key into the staged writes.
 func (tx *Tx) flushDoc(key string) error {
 	d, ok := tx.docs[key]
 	if !ok || !d.dirty {
 		return nil
 	}
-	var (
-		b   []byte
-		err error
-	)
-	if a, ok := d.v.(JSONAppender); ok {
-		b, err = a.AppendJSON(nil)
-	} else {
-		b, err = json.Marshal(d.v)
-	}
+	b, err := json.Marshal(d.v)
 	if err != nil {
 		return fmt.Errorf("read model key %s: %w", key, err)
 	}

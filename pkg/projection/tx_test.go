@@ -139,3 +139,23 @@ func TestNotifyLatestDocEmbedsTheWrittenDocument(t *testing.T) {
 		t.Fatalf("published %q, want %q and %q (fallback used for the written document: %t)", got, want1, want2, fell)
 	}
 }
+
+// TestMissingDocumentStaysMissingWithinABatch: a document read as missing
+// is missing on every read of the batch until the batch writes it, and
+// missing again once the batch deletes it.
+func TestMissingDocumentStaysMissingWithinABatch(t *testing.T) {
+	tx := &Tx{staged: map[string]*string{}, read: map[string]*string{"k": nil}}
+	for i := range 2 {
+		if _, ok, err := GetDoc[counterDoc](context.Background(), tx, "k"); err != nil || ok {
+			t.Fatalf("read %d of a missing document: ok %v, err %v", i+1, ok, err)
+		}
+	}
+	tx.PutDoc("k", &counterDoc{N: 1})
+	if d, ok, _ := GetDoc[counterDoc](context.Background(), tx, "k"); !ok || d.N != 1 {
+		t.Fatalf("after PutDoc: %+v, %v", d, ok)
+	}
+	tx.Del("k")
+	if _, ok, _ := GetDoc[counterDoc](context.Background(), tx, "k"); ok {
+		t.Fatal("a deleted document reads as present")
+	}
+}

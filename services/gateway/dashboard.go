@@ -64,21 +64,24 @@ func (g *Gateway) dashboard(ctx context.Context, rid string) (DashboardView, err
 	ks := g.cfg.Keyspace
 	d := DashboardView{RestaurantID: rid, LowStock: []string{}, StockAlerts: []inventoryapi.AlertView{}, GeneratedAt: time.Now().UTC()}
 	d.Orders = ordersapi.DashboardOrders{RestaurantID: rid, OrdersByStatus: map[string]int{}, StuckOrders: []string{}}
-	vals, err := g.deps.Redis.MGet(ctx, ordersapi.DashboardKey(ks, rid), kitchenapi.DisplayKey(ks, rid),
+	vals, err := g.deps.Redis.MGet(ctx, ordersapi.DashboardKey(ks, rid), kitchenapi.HeadKey(ks, rid),
 		inventoryapi.StockKey(ks, rid), driversapi.QueueKey(ks, rid)).Result()
 	if err != nil {
 		return d, err
 	}
-	kitchen := kitchenapi.EmptyDisplay(r)
+	// The kitchen's head (chefs, counts, version) is all the dashboard
+	// needs of the display (kitchenapi.HeadKey).
+	head := kitchenapi.StoredHead{Display: kitchenapi.EmptyDisplay(r)}
 	var stock inventoryapi.StockView
 	var queue driversapi.QueueView
-	for i, dst := range []any{&d.Orders, &kitchen, &stock, &queue} {
+	for i, dst := range []any{&d.Orders, &head, &stock, &queue} {
 		if s, ok := vals[i].(string); ok {
 			if err := json.Unmarshal([]byte(s), dst); err != nil {
 				return d, fmt.Errorf("dashboard part %d: %w", i, err)
 			}
 		}
 	}
+	kitchen := head.Display
 	d.StuckOrders = d.Orders.StuckOrders
 	d.Kitchen = DashboardKitchen{ChefsTotal: len(kitchen.Chefs), Tickets: kitchen.Counts}
 	for _, c := range kitchen.Chefs {

@@ -9,7 +9,6 @@ import (
 	"github.com/awesome-pizza/pizza/pkg/events"
 	"github.com/awesome-pizza/pizza/services/kitchen/kitchenapi"
 	"github.com/labstack/echo/v4"
-	"github.com/redis/go-redis/v9"
 )
 
 func (g *Gateway) registerKitchen(api *echo.Group) {
@@ -25,19 +24,14 @@ func (g *Gateway) loadKitchen(ctx context.Context, rid string) ([]byte, uint64, 
 	if !ok {
 		return nil, 0, notFound("Restaurant")
 	}
-	raw, err := g.deps.Redis.Get(ctx, kitchenapi.DisplayKey(g.cfg.Keyspace, rid)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		b, err := jsonMarshal(kitchenapi.EmptyDisplay(r))
-		return b, 0, err
-	}
-	if err != nil {
+	d, err := kitchenapi.LoadDisplay(ctx, g.deps.Redis, g.cfg.Keyspace, rid)
+	if errors.Is(err, kitchenapi.ErrNoDisplay) {
+		d = kitchenapi.EmptyDisplay(r)
+	} else if err != nil {
 		return nil, 0, err
 	}
-	var v struct {
-		Version uint64 `json:"version"`
-	}
-	_ = jsonUnmarshal(raw, &v)
-	return raw, v.Version, nil
+	raw, err := d.AppendJSON(nil)
+	return raw, d.Version, err
 }
 
 func (g *Gateway) kitchenQueue(c echo.Context) error {

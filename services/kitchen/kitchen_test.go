@@ -180,15 +180,11 @@ func (h *harness) waitFor(orderID, typ string, timeout time.Duration) []eventsto
 
 func (h *harness) display() (kitchenapi.KitchenDisplay, bool) {
 	h.t.Helper()
-	raw, err := h.rdb.Get(ctx(h.t), kitchenapi.DisplayKey(h.keyspace, restaurant)).Result()
-	if errors.Is(err, redis.Nil) {
+	d, err := kitchenapi.LoadDisplay(ctx(h.t), h.rdb, h.keyspace, restaurant)
+	if errors.Is(err, kitchenapi.ErrNoDisplay) {
 		return kitchenapi.KitchenDisplay{}, false
 	}
 	if err != nil {
-		h.t.Fatal(err)
-	}
-	var d kitchenapi.KitchenDisplay
-	if err := json.Unmarshal([]byte(raw), &d); err != nil {
 		h.t.Fatal(err)
 	}
 	return d, true

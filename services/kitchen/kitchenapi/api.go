@@ -47,14 +47,40 @@ const (
 // keeps: the kitchen does not learn when a driver picks an order up.
 const ReadyTicketsKept = 50
 
-// ReadModel is the name of the kitchen-display read model in Redis.
-const ReadModel = "kitchen"
+// ReadModel is the name of the kitchen-display read model in Redis. It
+// was "kitchen" while a display was one JSON document (ADR 0023): the new
+// name makes an upgraded projector build the new keys from the start of
+// KITCHEN by itself.
+const ReadModel = "kitchen-display"
 
-// DisplayKey is the Redis key of a restaurant's kitchen display: a JSON
-// KitchenDisplay. A missing key means no kitchen event for the restaurant
-// yet: serve EmptyDisplay for a restaurant of the catalogue, 404 otherwise.
-func DisplayKey(keyspace, restaurantID string) string {
-	return projection.KeyBase(keyspace, ReadModel) + "display:" + restaurantID
+// A restaurant's display is stored in parts (ADR 0023), so that an event
+// writes what it changes and not the whole display:
+//
+//   - HeadKey: a JSON KitchenDisplay without tickets (chefs, counts,
+//     version, lastUpdated) and the bookkeeping of the Ready tickets kept;
+//   - QueueKey: a sorted set of the order ids on the display, scored by
+//     their ticket_queued sequence (queue order);
+//   - TicketKey: one JSON StoredTicket per order on the display.
+//
+// LoadDisplay reads the parts in one atomic step and assembles the
+// display. A missing head means no kitchen event for the restaurant yet:
+// serve EmptyDisplay for a restaurant of the catalogue, 404 otherwise.
+func HeadKey(keyspace, restaurantID string) string {
+	return projection.KeyBase(keyspace, ReadModel) + "head:" + restaurantID
+}
+
+// QueueKey is the sorted set of the order ids on a restaurant's display.
+func QueueKey(keyspace, restaurantID string) string {
+	return projection.KeyBase(keyspace, ReadModel) + "queue:" + restaurantID
+}
+
+// TicketKey is the stored ticket of an order on its restaurant's display.
+func TicketKey(keyspace, orderID string) string {
+	return ticketPrefix(keyspace) + orderID
+}
+
+func ticketPrefix(keyspace string) string {
+	return projection.KeyBase(keyspace, ReadModel) + "ticket:"
 }
 
 // CheckpointKey holds the KITCHEN stream sequence the read model has
@@ -144,7 +170,8 @@ type AlertReply struct {
 }
 
 // KitchenDisplay is a restaurant's kitchen display, served by
-// GET /api/kitchen/{restaurantId}/queue and streamed on Channel.
+// GET /api/kitchen/{restaurantId}/queue and streamed by the gateway; the
+// projector stores it in parts (HeadKey).
 type KitchenDisplay struct {
 	RestaurantID string `json:"restaurantId"`
 	// Tickets in progress and the most recent Ready ones, in queue order

@@ -53,13 +53,17 @@ func FuzzDecodeChefBreakRequest(f *testing.F) {
 }
 
 func TestKeysAndEmptyDisplay(t *testing.T) {
-	if got := DisplayKey("pizza:", "downtown"); got != "pizza:rm:kitchen:display:downtown" {
-		t.Errorf("display key %s", got)
+	for got, want := range map[string]string{
+		HeadKey("pizza:", "downtown"):  "pizza:rm:kitchen-display:head:downtown",
+		QueueKey("pizza:", "downtown"): "pizza:rm:kitchen-display:queue:downtown",
+		TicketKey("pizza:", "o-1"):     "pizza:rm:kitchen-display:ticket:o-1",
+		CheckpointKey("pizza:"):        "pizza:rm:kitchen-display:_checkpoint",
+	} {
+		if got != want {
+			t.Errorf("key %s, want %s", got, want)
+		}
 	}
-	if got := CheckpointKey("pizza:"); got != "pizza:rm:kitchen:_checkpoint" {
-		t.Errorf("checkpoint key %s", got)
-	}
-	if got := Channel("pizza:"); got != "pizza:notify:kitchen" {
+	if got := Channel("pizza:"); got != "pizza:notify:kitchen-display" {
 		t.Errorf("channel %s", got)
 	}
 	r, _ := catalog.Default().Restaurant("pearl")

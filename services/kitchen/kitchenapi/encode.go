@@ -8,11 +8,9 @@ import (
 )
 
 // AppendJSON appends the display as encoding/json would encode it, byte
-// for byte, without reflection. The kitchen projector writes the whole
-// display after every batch, and a busy kitchen's display holds thousands
-// of tickets: encoding them with encoding/json was the projector's main
-// cost (issue 8). The projection runtime uses it through
-// projection.JSONAppender.
+// for byte, without reflection. A busy kitchen's display holds thousands
+// of tickets, and the gateway encodes the assembled display (LoadDisplay)
+// for every read of it and every frame of its stream.
 func (d *KitchenDisplay) AppendJSON(b []byte) ([]byte, error) {
 	var err error
 	b = slices.Grow(b, 256+400*len(d.Tickets))

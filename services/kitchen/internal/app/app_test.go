@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -15,21 +16,70 @@ import (
 
 var t0 = time.Date(2026, 11, 26, 18, 0, 0, 0, time.UTC)
 
+// displayFold folds events into a display kept in a map (the projector
+// keeps it in its transaction) and assembles it after every event, as a
+// reader would.
 type displayFold struct {
-	t   *testing.T
-	d   kitchenapi.KitchenDisplay
-	r   *catalog.Restaurant
-	seq uint64
+	t       *testing.T
+	h       kitchenapi.StoredHead
+	tickets mapParts
+	d       kitchenapi.KitchenDisplay
+	r       *catalog.Restaurant
+	seq     uint64
+	// touched counts the tickets each event read or wrote.
+	touched int
+}
+
+type mapParts struct {
+	m       map[string]kitchenapi.StoredTicket
+	touched *int
+}
+
+func (p mapParts) ticket(id string) (*kitchenapi.StoredTicket, bool, error) {
+	*p.touched++
+	t, ok := p.m[id]
+	return &t, ok, nil
+}
+
+func (p mapParts) put(t *kitchenapi.StoredTicket, added bool) {
+	*p.touched++
+	if _, ok := p.m[t.OrderID]; ok == added {
+		panic(fmt.Sprintf("put %s: added %v, but on the display: %v", t.OrderID, added, ok))
+	}
+	p.m[t.OrderID] = *t
+}
+
+func (p mapParts) remove(t *kitchenapi.StoredTicket) {
+	*p.touched++
+	delete(p.m, t.OrderID)
 }
 
 func newDisplayFold(t *testing.T) *displayFold {
 	r, _ := catalog.Default().Restaurant("downtown")
-	return &displayFold{t: t, d: kitchenapi.EmptyDisplay(r), r: r}
+	f := &displayFold{t: t, h: kitchenapi.StoredHead{Display: kitchenapi.EmptyDisplay(r)}, r: r}
+	f.tickets = mapParts{m: map[string]kitchenapi.StoredTicket{}, touched: &f.touched}
+	f.assemble()
+	return f
+}
+
+func (f *displayFold) assemble() {
+	ts := make([]kitchenapi.StoredTicket, 0, len(f.tickets.m))
+	for _, t := range f.tickets.m {
+		ts = append(ts, t)
+	}
+	f.d = kitchenapi.Assemble(f.h, ts)
 }
 
 func (f *displayFold) apply(id string, e events.Event) bool {
+	f.t.Helper()
 	f.seq++
-	return applyToDisplay(&f.d, f.r, id, e, f.seq, t0.Add(time.Duration(f.seq)*time.Second))
+	f.touched = 0
+	changed, err := applyToDisplay(&f.h, f.tickets, f.r, "downtown", id, e, f.seq, t0.Add(time.Duration(f.seq)*time.Second))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.assemble()
+	return changed
 }
 
 func (f *displayFold) ticket(id string) kitchenapi.TicketView {
@@ -179,5 +229,88 @@ func TestToProblem(t *testing.T) {
 	}
 	if p := ToProblem(&domain.ValidationError{Fields: []domain.FieldError{{Field: "chefId", Detail: "x"}}}); len(p.Errors) != 1 || p.Errors[0].Field != "chefId" {
 		t.Errorf("validation fields %+v", p.Errors)
+	}
+}
+
+// TestDisplayWorkDoesNotGrowWithTheQueue: with 500 tickets waiting, an
+// event reads and writes its own ticket only (ADR 0023).
+func TestDisplayWorkDoesNotGrowWithTheQueue(t *testing.T) {
+	f := newDisplayFold(t)
+	for i := range 500 {
+		f.apply(fmt.Sprintf("o%d", i), events.TicketQueued{RestaurantID: "downtown", Lines: small})
+	}
+	f.apply("o499", events.TicketPreparationStarted{RestaurantID: "downtown", ChefID: "downtown-chef-1", Attempt: 1, DueAt: t0.Add(time.Hour)})
+	if f.touched > 2 {
+		t.Errorf("starting one preparation touched %d tickets", f.touched)
+	}
+	if f.d.Counts.Queued != 499 || f.d.Counts.Preparing != 1 || f.d.Chefs[0].ActiveTickets != 1 {
+		t.Errorf("counts %+v, chef %+v", f.d.Counts, f.d.Chefs[0])
+	}
+	if tv := f.ticket("o0"); tv.QueuePosition != 1 {
+		t.Errorf("head of the queue at position %d", tv.QueuePosition)
+	}
+}
+
+// TestDisplayCountsMatchTheTickets folds random kitchen lives (remakes,
+// withdrawals at any stage, more Ready tickets than are kept) and checks
+// after every event that the counts and the chefs' active tickets, kept
+// as running totals, equal a recount of the displayed tickets.
+func TestDisplayCountsMatchTheTickets(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 11))
+	f := newDisplayFold(t)
+	chefs := []string{"downtown-chef-1", "downtown-chef-2", "downtown-chef-3"}
+	stage := map[string]int{} // 0 queued, 1 preparing, 2 baking, 3 check, 4 ready
+	for step := range 3000 {
+		id := fmt.Sprintf("o%d", rng.IntN(150))
+		st, known := stage[id]
+		var e events.Event
+		switch {
+		case !known:
+			e, stage[id] = events.TicketQueued{RestaurantID: "downtown", Lines: small}, 0
+		case rng.IntN(12) == 0:
+			e = events.TicketWithdrawn{RestaurantID: "downtown"}
+			delete(stage, id)
+		case st == 0:
+			e, stage[id] = events.TicketPreparationStarted{RestaurantID: "downtown", ChefID: chefs[rng.IntN(3)], Attempt: 1, DueAt: t0}, 1
+		case st == 1:
+			e, stage[id] = events.TicketBakingStarted{RestaurantID: "downtown", DueAt: t0}, 2
+		case st == 2:
+			e, stage[id] = events.TicketQualityCheckStarted{RestaurantID: "downtown", DueAt: t0}, 3
+		case st == 3 && rng.IntN(4) == 0:
+			e, stage[id] = events.TicketQualityCheckFailed{RestaurantID: "downtown", Attempt: 1}, 0
+		case st == 3:
+			e, stage[id] = events.TicketReady{RestaurantID: "downtown"}, 4
+		default:
+			continue
+		}
+		f.apply(id, e)
+		var want kitchenapi.StageCounts
+		active := map[string]int{}
+		for _, tv := range f.d.Tickets {
+			switch tv.Stage {
+			case kitchenapi.StageQueued:
+				want.Queued++
+			case kitchenapi.StagePreparing:
+				want.Preparing++
+				active[tv.ChefID]++
+			case kitchenapi.StageBaking:
+				want.Baking++
+			case kitchenapi.StageQualityCheck:
+				want.QualityCheck++
+			case kitchenapi.StageReady:
+				want.Ready++
+			}
+		}
+		if f.d.Counts != want {
+			t.Fatalf("step %d (%s %s): counts %+v, the tickets say %+v", step, id, e.EventType(), f.d.Counts, want)
+		}
+		for _, c := range f.d.Chefs {
+			if c.ActiveTickets != active[c.ChefID] {
+				t.Fatalf("step %d: chef %s active %d, the tickets say %d", step, c.ChefID, c.ActiveTickets, active[c.ChefID])
+			}
+		}
+		if want.Ready > kitchenapi.ReadyTicketsKept {
+			t.Fatalf("step %d: %d Ready tickets kept", step, want.Ready)
+		}
 	}
 }

@@ -5,6 +5,7 @@
 package app
 
 import (
+	"cmp"
 	"slices"
 	"time"
 
@@ -39,57 +40,104 @@ func restaurantOf(e events.Event) string {
 	return ""
 }
 
+// displayParts is where folding an event finds and stores a display's
+// tickets (ADR 0023): the projector's transaction, or a map in tests.
+type displayParts interface {
+	// ticket returns the stored ticket of an order on the display.
+	ticket(orderID string) (*kitchenapi.StoredTicket, bool, error)
+	// put stores a ticket; added says it is new to the display (it joins
+	// the queue's index).
+	put(t *kitchenapi.StoredTicket, added bool)
+	// remove takes a ticket off the display.
+	remove(t *kitchenapi.StoredTicket)
+}
+
 // applyToDisplay folds one kitchen event of aggregate id (an order or a
-// chef) into a restaurant's display and reports whether it changed. r is
-// the restaurant in the catalogue (nil if unknown) and supplies the chefs'
-// names and capacities.
-func applyToDisplay(d *kitchenapi.KitchenDisplay, r *catalog.Restaurant, id string, ev events.Event, seq uint64, at time.Time) bool {
-	i := slices.IndexFunc(d.Tickets, func(t kitchenapi.TicketView) bool { return t.OrderID == id })
-	var t *kitchenapi.TicketView
-	if i >= 0 {
-		t = &d.Tickets[i]
-	}
+// chef) into restaurant rid's display: the head h and the tickets in
+// parts. It reports whether the display changed. r is the restaurant in
+// the catalogue (nil if unknown) and supplies the chefs' names and
+// capacities. It touches the event's ticket and the head only (and, when
+// a ticket becomes Ready, the oldest Ready one it replaces), so its cost
+// does not grow with the queue.
+func applyToDisplay(h *kitchenapi.StoredHead, parts displayParts, r *catalog.Restaurant, rid, id string, ev events.Event, seq uint64, at time.Time) (bool, error) {
+	d := &h.Display
 	switch e := ev.(type) {
-	case events.TicketQueued:
-		if t != nil {
-			return false
-		}
-		d.Tickets = append(d.Tickets, kitchenapi.TicketView{
-			OrderID: id, Stage: kitchenapi.StageQueued, Lines: lineViews(e.Lines), Attempt: 1, QueuedAt: at, StageStartedAt: at,
-		})
 	case events.ChefBreakStarted, events.ChefBreakEnded:
 		_, onBreak := ev.(events.ChefBreakStarted)
 		j := slices.IndexFunc(d.Chefs, func(c kitchenapi.ChefView) bool { return c.ChefID == id })
 		if j < 0 {
-			return false // not a chef of the catalogue
+			return false, nil // not a chef of the catalogue
 		}
 		d.Chefs[j].OnBreak = onBreak
-	default:
-		if t == nil {
-			return false
+	case events.TicketQueued:
+		if _, ok, err := parts.ticket(id); err != nil || ok {
+			return false, err
 		}
+		t := &kitchenapi.StoredTicket{RestaurantID: rid, QueueSeq: seq, TicketView: kitchenapi.TicketView{
+			OrderID: id, Stage: kitchenapi.StageQueued, Lines: lineViews(e.Lines), Attempt: 1, QueuedAt: at, StageStartedAt: at,
+		}}
+		count(d, &t.TicketView, 1)
+		parts.put(t, true)
+	default:
+		t, ok, err := parts.ticket(id)
+		if err != nil || !ok {
+			return false, err
+		}
+		tv := &t.TicketView
+		before := *tv
 		switch e := ev.(type) {
 		case events.TicketPreparationStarted:
-			setStage(t, kitchenapi.StagePreparing, at, &e.DueAt)
-			t.ChefID, t.Attempt = e.ChefID, max(e.Attempt, 1)
+			setStage(tv, kitchenapi.StagePreparing, at, &e.DueAt)
+			tv.ChefID, tv.Attempt = e.ChefID, max(e.Attempt, 1)
 		case events.TicketBakingStarted:
-			setStage(t, kitchenapi.StageBaking, at, &e.DueAt)
+			setStage(tv, kitchenapi.StageBaking, at, &e.DueAt)
 		case events.TicketQualityCheckStarted:
-			setStage(t, kitchenapi.StageQualityCheck, at, &e.DueAt)
+			setStage(tv, kitchenapi.StageQualityCheck, at, &e.DueAt)
 		case events.TicketQualityCheckFailed:
-			setStage(t, kitchenapi.StageQueued, at, nil)
-			t.ChefID, t.Remake, t.Attempt = "", true, max(t.Attempt, e.Attempt)+1
+			setStage(tv, kitchenapi.StageQueued, at, nil)
+			tv.ChefID, tv.Remake, tv.Attempt = "", true, max(tv.Attempt, e.Attempt)+1
 		case events.TicketReady:
-			setStage(t, kitchenapi.StageReady, at, nil)
-			trimReady(d)
+			setStage(tv, kitchenapi.StageReady, at, nil)
 		case events.TicketWithdrawn:
-			d.Tickets = slices.Delete(d.Tickets, i, i+1)
+			count(d, tv, -1)
+			h.Ready = slices.DeleteFunc(h.Ready, func(ref kitchenapi.ReadyRef) bool { return ref.OrderID == id })
+			parts.remove(t)
+			finish(d, r, seq, at)
+			return true, nil
 		default:
-			return false
+			return false, nil
+		}
+		count(d, &before, -1)
+		count(d, tv, 1)
+		parts.put(t, false)
+		if tv.Stage == kitchenapi.StageReady {
+			if err := keepRecentReady(h, parts, kitchenapi.ReadyRef{OrderID: id, At: at, QueueSeq: t.QueueSeq}); err != nil {
+				return false, err
+			}
 		}
 	}
 	finish(d, r, seq, at)
-	return true
+	return true, nil
+}
+
+// count adds delta tickets of t's stage to the counts (and to its chef's
+// active tickets while it is Preparing).
+func count(d *kitchenapi.KitchenDisplay, t *kitchenapi.TicketView, delta int) {
+	switch t.Stage {
+	case kitchenapi.StageQueued:
+		d.Counts.Queued += delta
+	case kitchenapi.StagePreparing:
+		d.Counts.Preparing += delta
+		if j := slices.IndexFunc(d.Chefs, func(c kitchenapi.ChefView) bool { return c.ChefID == t.ChefID }); j >= 0 {
+			d.Chefs[j].ActiveTickets += delta
+		}
+	case kitchenapi.StageBaking:
+		d.Counts.Baking += delta
+	case kitchenapi.StageQualityCheck:
+		d.Counts.QualityCheck += delta
+	case kitchenapi.StageReady:
+		d.Counts.Ready += delta
+	}
 }
 
 func setStage(t *kitchenapi.TicketView, stage string, at time.Time, due *time.Time) {
@@ -113,90 +161,54 @@ func lineViews(lines []events.OrderLine) []kitchenapi.LineView {
 	return out
 }
 
-// trimReady keeps the ReadyTicketsKept most recent Ready tickets.
-func trimReady(d *kitchenapi.KitchenDisplay) {
-	var ready []int
-	for i, t := range d.Tickets {
-		if t.Stage == kitchenapi.StageReady {
-			ready = append(ready, i)
+// keepRecentReady records a ticket that became Ready and takes the oldest
+// Ready tickets beyond ReadyTicketsKept off the display: the kitchen does
+// not learn when a driver picks an order up. Oldest by the time they
+// became Ready; ties by queue order.
+func keepRecentReady(h *kitchenapi.StoredHead, parts displayParts, ref kitchenapi.ReadyRef) error {
+	h.Ready = slices.DeleteFunc(h.Ready, func(r kitchenapi.ReadyRef) bool { return r.OrderID == ref.OrderID })
+	i, _ := slices.BinarySearchFunc(h.Ready, ref, func(a, b kitchenapi.ReadyRef) int {
+		if c := a.At.Compare(b.At); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.QueueSeq, b.QueueSeq)
+	})
+	h.Ready = slices.Insert(h.Ready, i, ref)
+	for len(h.Ready) > kitchenapi.ReadyTicketsKept {
+		oldest := h.Ready[0]
+		h.Ready = h.Ready[1:]
+		t, ok, err := parts.ticket(oldest.OrderID)
+		if err != nil {
+			return err
+		}
+		if ok {
+			count(&h.Display, &t.TicketView, -1)
+			parts.remove(t)
 		}
 	}
-	excess := len(ready) - kitchenapi.ReadyTicketsKept
-	if excess <= 0 {
-		return
-	}
-	// Oldest first by the time they became ready; ties keep queue order.
-	slices.SortStableFunc(ready, func(a, b int) int { return d.Tickets[a].StageStartedAt.Compare(d.Tickets[b].StageStartedAt) })
-	drop := map[int]bool{}
-	for _, i := range ready[:excess] {
-		drop[i] = true
-	}
-	kept := d.Tickets[:0]
-	for i, t := range d.Tickets {
-		if !drop[i] {
-			kept = append(kept, t)
-		}
-	}
-	d.Tickets = kept
+	h.Ready = slices.Clip(h.Ready)
+	return nil
 }
 
-// finish recomputes what derives from the tickets: the chefs (catalogue
-// names and capacities, break state kept, tickets in preparation), the
-// counts per stage and the queue positions (remakes first, then queue
-// order, as the scheduler assigns them).
+// finish refreshes the chefs from the catalogue (names and capacities;
+// break state and active tickets kept) and stamps the display's version.
 func finish(d *kitchenapi.KitchenDisplay, r *catalog.Restaurant, seq uint64, at time.Time) {
 	if r != nil {
-		onBreak := map[string]bool{}
-		for _, c := range d.Chefs {
-			onBreak[c.ChefID] = c.OnBreak
-		}
+		old := d.Chefs
 		chefs := make([]kitchenapi.ChefView, 0, len(r.Chefs))
 		for _, c := range r.Chefs {
-			chefs = append(chefs, kitchenapi.ChefView{ChefID: c.ID, Name: c.Name, OnBreak: onBreak[c.ID], Capacity: kitchenapi.ChefCapacity(c)})
+			v := kitchenapi.ChefView{ChefID: c.ID, Name: c.Name, Capacity: kitchenapi.ChefCapacity(c)}
+			if j := slices.IndexFunc(old, func(o kitchenapi.ChefView) bool { return o.ChefID == c.ID }); j >= 0 {
+				v.OnBreak, v.ActiveTickets = old[j].OnBreak, old[j].ActiveTickets
+			}
+			chefs = append(chefs, v)
 		}
 		d.Chefs = chefs
 	}
 	if d.Chefs == nil {
 		d.Chefs = []kitchenapi.ChefView{}
 	}
-	for j := range d.Chefs {
-		d.Chefs[j].ActiveTickets = 0
-	}
-	d.Counts = kitchenapi.StageCounts{}
-	pos := 0
-	for pass := 0; pass < 2; pass++ {
-		for i := range d.Tickets {
-			t := &d.Tickets[i]
-			if t.Stage == kitchenapi.StageQueued && t.Remake == (pass == 0) {
-				pos++
-				t.QueuePosition = pos
-			}
-		}
-	}
-	for i := range d.Tickets {
-		t := &d.Tickets[i]
-		switch t.Stage {
-		case kitchenapi.StageQueued:
-			d.Counts.Queued++
-		case kitchenapi.StagePreparing:
-			d.Counts.Preparing++
-			if j := slices.IndexFunc(d.Chefs, func(c kitchenapi.ChefView) bool { return c.ChefID == t.ChefID }); j >= 0 {
-				d.Chefs[j].ActiveTickets++
-			}
-		case kitchenapi.StageBaking:
-			d.Counts.Baking++
-		case kitchenapi.StageQualityCheck:
-			d.Counts.QualityCheck++
-		case kitchenapi.StageReady:
-			d.Counts.Ready++
-		}
-		if t.Stage != kitchenapi.StageQueued {
-			t.QueuePosition = 0
-		}
-	}
-	if d.Tickets == nil {
-		d.Tickets = []kitchenapi.TicketView{}
-	}
+	d.Tickets = nil // stored apart (HeadKey)
 	d.Version = seq
 	d.LastUpdated = at
 }
