@@ -111,16 +111,10 @@ func (g *Gateway) serveLive(c echo.Context, f liveFeed) error {
 			return sendTelemetry()
 		}
 
-		heartbeat := time.NewTicker(g.cfg.Heartbeat)
-		defer heartbeat.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-heartbeat.C:
-				if err := out.write([]byte(sseHeartbeat)); err != nil {
-					return
-				}
 			case <-watcherC(snapW):
 				snapW.Latest() // a resync or a change: either way, read again
 				if id, data, err := f.snapshot(ctx); err == nil {

@@ -78,16 +78,10 @@ func (g *Gateway) trackOrder(c echo.Context) error {
 		if err := follow(view); err != nil {
 			return
 		}
-		heartbeat := time.NewTicker(g.cfg.Heartbeat)
-		defer heartbeat.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-heartbeat.C:
-				if err := out.write([]byte(sseHeartbeat)); err != nil {
-					return
-				}
 			case <-w.C():
 				n, resync := w.Latest()
 				if resync || (n != nil && n.Seq <= sent) {
@@ -167,5 +161,6 @@ func lastEventID(c echo.Context) string {
 	return c.QueryParam("lastEventId")
 }
 
-// sseHeartbeat keeps idle streams (and the proxies in between) alive.
+// sseHeartbeat keeps idle streams (and the proxies in between) alive;
+// sseOut sends it after every Config.Heartbeat without a frame.
 const sseHeartbeat = ": heartbeat\n\n"

@@ -23,10 +23,16 @@ const sseRetry = "retry: 2000\n\n"
 
 // sseOut is where one stream's frames go: the connection itself once the
 // stream has taken it over from net/http, or the response writer where
-// it cannot (HTTP/2, a wrapped writer).
+// it cannot (HTTP/2, a wrapped writer). It also keeps the stream alive:
+// after every interval without a frame it sends a heartbeat comment.
 type sseOut struct {
 	conn net.Conn
 	res  *echo.Response
+
+	mu     sync.Mutex // one writer at a time: the stream or its heartbeat
+	closed bool       // set by stop: nothing is written after it
+	every  time.Duration
+	idle   *time.Timer // fires after every of silence: a heartbeat
 }
 
 // frameBufs holds the buffers frames are formatted in, so an idle stream
@@ -45,8 +51,17 @@ func (o *sseOut) frame(format string, args ...any) error {
 	return err
 }
 
-// write sends complete frames and pushes them out at once.
+// write sends complete frames and pushes them out at once; the next
+// heartbeat is due an interval later.
 func (o *sseOut) write(b []byte) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return net.ErrClosed
+	}
+	if o.idle != nil {
+		o.idle.Reset(o.every)
+	}
 	if o.conn != nil {
 		_ = o.conn.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
 		_, err := o.conn.Write(b)
@@ -58,10 +73,39 @@ func (o *sseOut) write(b []byte) error {
 	return http.NewResponseController(o.res).Flush()
 }
 
+// start sends the reconnect hint (unless the head carried it) and arms
+// the heartbeat: a failed heartbeat ends the stream (cancel).
+func (o *sseOut) start(every time.Duration, hint bool, cancel context.CancelFunc) error {
+	o.every = every
+	o.mu.Lock()
+	o.idle = time.AfterFunc(every, func() {
+		if o.write([]byte(sseHeartbeat)) != nil {
+			cancel()
+		}
+	})
+	o.mu.Unlock()
+	if hint {
+		return o.write([]byte(sseRetry))
+	}
+	return nil
+}
+
+// stop ends the writing: after it returns nothing is written, not even a
+// heartbeat already due.
+func (o *sseOut) stop() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.closed = true
+	if o.idle != nil {
+		o.idle.Stop()
+	}
+}
+
 // serveSSE answers with an event stream and runs it: run writes its
 // frames to out until ctx ends — the client left, the gateway closes its
-// streams (CloseStreams) — or returns early when a write fails. done runs
-// once the stream is over (release what the handler set up for it).
+// streams (CloseStreams), a heartbeat failed — or returns early when a
+// write fails. done runs once the stream is over (release what the
+// handler set up for it).
 //
 // On HTTP/1.x the stream takes the connection over from net/http
 // (ADR 0022): it writes its own response head (the body ends with the
@@ -78,40 +122,39 @@ func (g *Gateway) serveSSE(c echo.Context, done func(), run func(ctx context.Con
 	h.Set(echo.HeaderCacheControl, "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	g.m.sseClients.Inc()
-	finish := func() {
-		g.m.sseClients.Dec()
-		done()
+	// stream runs the stream on out until parent ends or the stream fails.
+	stream := func(parent context.Context, out *sseOut, hint bool) {
+		defer g.m.sseClients.Dec()
+		defer done()
+		ctx, cancel := context.WithCancel(parent)
+		defer cancel()
+		stopOnClose := context.AfterFunc(g.streams, cancel)
+		defer stopOnClose()
+		defer out.stop()
+		if out.conn != nil {
+			go readUntilClosed(out.conn, cancel)
+		}
+		if out.start(g.cfg.Heartbeat, hint, cancel) != nil {
+			return
+		}
+		run(ctx, out)
 	}
 
 	if conn := g.takeOver(c); conn != nil {
-		ctx, cancel := context.WithCancel(context.WithoutCancel(c.Request().Context()))
+		parent := context.WithoutCancel(c.Request().Context())
 		g.detached.Add(1)
 		go func() {
 			defer g.detached.Done()
-			defer finish()
-			defer cancel()
 			defer conn.Close()
-			go readUntilClosed(conn, cancel)
-			stopOnClose := context.AfterFunc(g.streams, cancel)
-			defer stopOnClose()
-			run(ctx, &sseOut{conn: conn})
+			stream(parent, &sseOut{conn: conn}, false)
 		}()
 		return nil
 	}
 
-	defer finish()
 	h.Set(echo.HeaderConnection, "keep-alive")
 	res.WriteHeader(http.StatusOK)
 	_ = http.NewResponseController(res.Writer).SetWriteDeadline(time.Time{})
-	out := &sseOut{res: res}
-	if err := out.write([]byte(sseRetry)); err != nil {
-		return nil
-	}
-	ctx, cancel := context.WithCancel(c.Request().Context())
-	defer cancel()
-	stopOnClose := context.AfterFunc(g.streams, cancel)
-	defer stopOnClose()
-	run(ctx, out)
+	stream(c.Request().Context(), &sseOut{res: res}, true)
 	return nil
 }
 

@@ -142,3 +142,18 @@ func TestStreamsInHandler(t *testing.T) {
 	}
 	st.heartbeatBeforeAnyOrder(t)
 }
+
+// TestTakenOverStreamSendsHeartbeats: a taken-over stream with nothing to
+// say sends heartbeat comments, one per interval of silence.
+func TestTakenOverStreamSendsHeartbeats(t *testing.T) {
+	h := startPlatform(t, gateway.Config{Heartbeat: 100 * time.Millisecond})
+	o := h.placeOrder(t, "cust-heartbeat")
+	s := openRaw(t, h, "/api/orders/"+o.OrderID+"/track")
+	if s.header.Get("Connection") != "close" {
+		t.Fatalf("the stream was not taken over: Connection %q", s.header.Get("Connection"))
+	}
+	s.until(t, "id: ")
+	for range 3 {
+		s.until(t, ": heartbeat")
+	}
+}
