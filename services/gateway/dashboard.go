@@ -153,6 +153,7 @@ func (g *Gateway) dashboardStream(c echo.Context) error {
 			b, err := json.Marshal(d)
 			return d.Version, b, err
 		},
+		snapshotEvery:       restaurantSnapshotInterval,
 		telemetryEvent:      "positions",
 		telemetryOnSnapshot: true,
 		loadTelemetry: func(ctx context.Context) ([]byte, error) {

@@ -15,6 +15,13 @@ import (
 // goes out (the last frame of a burst is sent when the interval ends).
 const telemetryInterval = 500 * time.Millisecond
 
+// restaurantSnapshotInterval is the least time between two snapshots of a
+// restaurant-wide stream (kitchen display, dashboard). A busy restaurant
+// changes many times a second and its snapshot grows with its tickets; a
+// screen needs no more than four frames a second, and the newest snapshot
+// always goes out when the interval ends.
+const restaurantSnapshotInterval = 250 * time.Millisecond
+
 // liveFeed describes a Server-Sent Events stream made of complete,
 // versioned snapshots (each sent with its version as `id:`, so a client
 // resuming with Last-Event-ID gets the snapshot only if it changed) and,
@@ -31,6 +38,9 @@ type liveFeed struct {
 	watch func() (snapshots, telemetry *hub.Watcher, stop func())
 	// snapshot reads the current snapshot and its version.
 	snapshot func(ctx context.Context) (id string, data []byte, err error)
+	// snapshotEvery is the least time between two snapshot reloads (the
+	// last change of a burst is always sent); 0: every change at once.
+	snapshotEvery time.Duration
 	// telemetryEvent names the telemetry frames; empty: the feed has none.
 	telemetryEvent string
 	// loadTelemetry reads the current telemetry; nil data means nothing
@@ -75,7 +85,21 @@ func (g *Gateway) serveLive(c echo.Context, f liveFeed) error {
 			return
 		}
 
-		t := telemetryThrottle{every: telemetryInterval}
+		reload := func() error {
+			id, data, err := f.snapshot(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					g.deps.Log.Warn("reading a stream's snapshot failed", "event", f.event, "err", err)
+				}
+				return nil // the next change tries again
+			}
+			return sendSnapshot(id, data)
+		}
+		st := frameThrottle{every: f.snapshotEvery}
+		defer st.stop()
+		st.sent(time.Now())
+
+		t := frameThrottle{every: telemetryInterval}
 		defer t.stop()
 		var lastTelemetry []byte
 		sendTelemetry := func() error {
@@ -117,12 +141,10 @@ func (g *Gateway) serveLive(c echo.Context, f liveFeed) error {
 				return
 			case <-watcherC(snapW):
 				snapW.Latest() // a resync or a change: either way, read again
-				if id, data, err := f.snapshot(ctx); err == nil {
-					if err := sendSnapshot(id, data); err != nil {
+				if st.due(time.Now()) {
+					if err := reload(); err != nil {
 						return
 					}
-				} else if ctx.Err() == nil {
-					g.deps.Log.Warn("reading a stream's snapshot failed", "event", f.event, "err", err)
 				}
 				if f.telemetryOnSnapshot {
 					if err := telemetryChanged(); err != nil {
@@ -132,6 +154,11 @@ func (g *Gateway) serveLive(c echo.Context, f liveFeed) error {
 			case <-watcherC(teleW):
 				teleW.Latest()
 				if err := telemetryChanged(); err != nil {
+					return
+				}
+			case <-st.C():
+				st.fired(time.Now())
+				if err := reload(); err != nil {
 					return
 				}
 			case <-t.C():
@@ -152,10 +179,10 @@ func watcherC(w *hub.Watcher) <-chan struct{} {
 	return w.C()
 }
 
-// telemetryThrottle lets one telemetry frame out per interval: a change
+// frameThrottle lets one frame out per interval: a change
 // within the interval arms a timer, and the frame goes out when it fires
 // (the newest state then), so the last change of a burst is never lost.
-type telemetryThrottle struct {
+type frameThrottle struct {
 	every time.Duration
 	last  time.Time
 	timer *time.Timer
@@ -163,7 +190,7 @@ type telemetryThrottle struct {
 }
 
 // due says whether a frame may go out now; if not, it arms the timer (once).
-func (t *telemetryThrottle) due(now time.Time) bool {
+func (t *frameThrottle) due(now time.Time) bool {
 	if t.armed {
 		return false // the pending frame will carry this change too
 	}
@@ -182,7 +209,7 @@ func (t *telemetryThrottle) due(now time.Time) bool {
 }
 
 // C fires when an armed frame is due (nil while none is).
-func (t *telemetryThrottle) C() <-chan time.Time {
+func (t *frameThrottle) C() <-chan time.Time {
 	if !t.armed {
 		return nil
 	}
@@ -190,15 +217,15 @@ func (t *telemetryThrottle) C() <-chan time.Time {
 }
 
 // fired records that the armed frame goes out now.
-func (t *telemetryThrottle) fired(now time.Time) {
+func (t *frameThrottle) fired(now time.Time) {
 	t.armed = false
 	t.last = now
 }
 
 // sent records a frame sent outside the throttle (the first one).
-func (t *telemetryThrottle) sent(now time.Time) { t.last = now }
+func (t *frameThrottle) sent(now time.Time) { t.last = now }
 
-func (t *telemetryThrottle) stop() {
+func (t *frameThrottle) stop() {
 	if t.timer != nil {
 		t.timer.Stop()
 	}

@@ -9,7 +9,8 @@ import (
 
 // streamRestaurant serves a restaurant-level live view over SSE (the
 // kitchen display): the snapshot on connect, then a new snapshot after
-// every change of a read model concerning the restaurant. id: is the
+// changes of a read model concerning the restaurant, at most four a second
+// (restaurantSnapshotInterval; the newest always goes out). id: is the
 // snapshot's version; a client reconnecting with Last-Event-ID gets the
 // snapshot only if it changed meanwhile (each snapshot is complete, so
 // nothing is missed). It is a liveFeed without telemetry (serveLive).
@@ -23,6 +24,7 @@ func (g *Gateway) streamRestaurant(c echo.Context, rid, event string, load func(
 			w, stop := g.hub.WatchRestaurant(rid)
 			return w, nil, stop
 		},
-		snapshot: load,
+		snapshot:      load,
+		snapshotEvery: restaurantSnapshotInterval,
 	})
 }
