@@ -2,10 +2,12 @@ package gateway_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -156,4 +158,31 @@ func TestTakenOverStreamSendsHeartbeats(t *testing.T) {
 	for range 3 {
 		s.until(t, ": heartbeat")
 	}
+}
+
+// TestStreamOverHTTP2StaysInItsHandler: an HTTP/2 connection cannot be
+// taken over; the stream runs inside its handler and works the same.
+func TestStreamOverHTTP2StaysInItsHandler(t *testing.T) {
+	h := startPlatform(t, gateway.Config{Heartbeat: 100 * time.Millisecond})
+	o := h.placeOrder(t, "cust-h2")
+	srv := httptest.NewUnstartedServer(h.gw.Handler())
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/orders/"+o.OrderID+"/track", nil)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("%s %d %q: want an HTTP/2 event stream", resp.Proto, resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	s := &rawStream{r: bufio.NewReader(resp.Body)}
+	if got, want := s.until(t, "id: "), fmt.Sprintf("id: %d\n", o.Version); got != want {
+		t.Errorf("first frame %q, want %q", got, want)
+	}
+	s.until(t, ": heartbeat")
 }
