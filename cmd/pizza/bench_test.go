@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/awesome-pizza/pizza/pkg/catalog"
 	"math"
 	"os"
 	"os/exec"
@@ -129,11 +130,49 @@ func TestBenchFlags(t *testing.T) {
 		{"--rates", "fast"},
 		{"--duration", "0s"},
 		{"--cancel-rate", "-1"},
+		{"--restaurants", "-1"},
+		{"--restaurants", "1001"},
 		{"extra"},
 	} {
 		var out, errw bytes.Buffer
 		if err := runBench(context.Background(), args, &out, &errw); err == nil {
 			t.Errorf("%v: no error", args)
+		}
+	}
+}
+
+// TestBenchCatalogCopiesRestaurants: --restaurants adds copies of the
+// seed's restaurants whose own ids, and their chefs' and drivers' ids, are
+// unique, and the catalogue still parses.
+func TestBenchCatalogCopiesRestaurants(t *testing.T) {
+	b, err := benchCatalog(4, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := catalog.Parse(b)
+	if err != nil {
+		t.Fatalf("the bench catalogue does not parse: %v", err)
+	}
+	if len(c.Restaurants) != 8 {
+		t.Fatalf("%d restaurants, want 8", len(c.Restaurants))
+	}
+	seen := map[string]bool{}
+	for _, r := range c.Restaurants {
+		ids := []string{"restaurant " + r.ID}
+		for _, ch := range r.Chefs {
+			ids = append(ids, "chef "+ch.ID)
+		}
+		for _, d := range r.Drivers {
+			ids = append(ids, "driver "+d.ID)
+		}
+		if len(r.Drivers) < 4 || len(r.Chefs) == 0 {
+			t.Errorf("%s: %d chefs, %d drivers", r.ID, len(r.Chefs), len(r.Drivers))
+		}
+		for _, id := range ids {
+			if seen[id] {
+				t.Errorf("%s twice", id)
+			}
+			seen[id] = true
 		}
 	}
 }
