@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/awesome-pizza/pizza/pkg/catalog"
 	"math"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/awesome-pizza/pizza/pkg/catalog"
 	"github.com/awesome-pizza/pizza/pkg/testkit"
 )
 
