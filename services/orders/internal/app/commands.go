@@ -86,13 +86,20 @@ func (c *Commands) Place(ctx context.Context, cmd ordersapi.PlaceCommand) (order
 	if err != nil {
 		return ordersapi.CommandReply{}, err
 	}
-	if _, err := c.vault.PutAddress(ctx, orderID, *req.Address); errors.Is(err, ErrAddressConflict) {
+	// The address and the customer's index entry are two vault writes
+	// with nothing between them: they go out together, one round trip. An
+	// index entry written for a placement refused below is harmless: the
+	// order exists already (same Idempotency-Key) or erasing it finds
+	// nothing to remove.
+	indexed := make(chan error, 1)
+	go func() { indexed <- c.vault.IndexOrder(ctx, req.CustomerID, orderID) }()
+	_, addrErr := c.vault.PutAddress(ctx, orderID, *req.Address)
+	indexErr := <-indexed
+	if errors.Is(addrErr, ErrAddressConflict) {
 		// Only an Idempotency-Key names an existing order: same key, other body.
 		return ordersapi.CommandReply{}, ErrIdempotencyMismatch
-	} else if err != nil {
-		return ordersapi.CommandReply{}, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err)
 	}
-	if err := c.vault.IndexOrder(ctx, req.CustomerID, orderID); err != nil {
+	if err := errors.Join(addrErr, indexErr); err != nil {
 		return ordersapi.CommandReply{}, fmt.Errorf("%w: %v", eventstore.ErrUnavailable, err)
 	}
 	meta := events.Meta{CorrelationID: orEmpty(cmd.CorrelationID, orderID), CausationID: commandID, TraceParent: cmd.TraceParent}
