@@ -78,6 +78,7 @@ import (
 	"github.com/awesome-pizza/pizza/services/gateway/auth"
 	"github.com/awesome-pizza/pizza/services/mqttbridge/mqttapi"
 	ordersvc "github.com/awesome-pizza/pizza/services/orders"
+	"github.com/awesome-pizza/pizza/services/mqttbridge"
 	"github.com/awesome-pizza/pizza/services/orders/ordersapi"
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/labstack/echo/v4"
@@ -1621,21 +1622,21 @@ func benchTelemetry(ctx context.Context, o *benchOptions, r *benchRecorder) erro
 		go func() { _ = srv.Serve() }()
 		bclients, err := benchMQTT(ctx, l.Addr().String(), ids, "bench-", func(string) string { return "x" })
 		if err != nil {
-			_ = srv.Close()
+			_ = mqttbridge.CloseBroker(srv, 5*time.Second)
 			return err
 		}
 		for _, qos := range []byte{1, 0} {
 			ph, err := benchPublish(ctx, bclients, ids, qos, 0, o.duration, func() (int64, error) { return hook.n.Load(), nil })
 			if err != nil {
 				benchMQTTClose(bclients)
-				_ = srv.Close()
+				_ = mqttbridge.CloseBroker(srv, 5*time.Second)
 				return err
 			}
 			base[qos] = ph
 			r.logf("  QoS %d: %.0f/s received", qos, ph.stored)
 		}
 		benchMQTTClose(bclients)
-		_ = srv.Close()
+		_ = mqttbridge.CloseBroker(srv, 5*time.Second)
 	}
 	offered := "as fast as acknowledged"
 	if o.mqttRate > 0 {

@@ -358,7 +358,9 @@ func (s *Service) Stop() {
 			s.eps.Wait()
 		}
 		if s.server != nil {
-			_ = s.server.Close()
+			if err := CloseBroker(s.server, 5*time.Second); err != nil {
+				s.deps.Log.Error("the MQTT broker did not close; shutting down without it", "err", err)
+			}
 		}
 		if s.cancel != nil {
 			s.cancel()
