@@ -1622,21 +1622,21 @@ func benchTelemetry(ctx context.Context, o *benchOptions, r *benchRecorder) erro
 		go func() { _ = srv.Serve() }()
 		bclients, err := benchMQTT(ctx, l.Addr().String(), ids, "bench-", func(string) string { return "x" })
 		if err != nil {
-			_ = mqttbridge.CloseBroker(srv, 5*time.Second)
+			_ = mqttbridge.CloseBroker(srv, 5*time.Second, "bench-tcp")
 			return err
 		}
 		for _, qos := range []byte{1, 0} {
 			ph, err := benchPublish(ctx, bclients, ids, qos, 0, o.duration, func() (int64, error) { return hook.n.Load(), nil })
 			if err != nil {
 				benchMQTTClose(bclients)
-				_ = mqttbridge.CloseBroker(srv, 5*time.Second)
+				_ = mqttbridge.CloseBroker(srv, 5*time.Second, "bench-tcp")
 				return err
 			}
 			base[qos] = ph
 			r.logf("  QoS %d: %.0f/s received", qos, ph.stored)
 		}
 		benchMQTTClose(bclients)
-		_ = mqttbridge.CloseBroker(srv, 5*time.Second)
+		_ = mqttbridge.CloseBroker(srv, 5*time.Second, "bench-tcp")
 	}
 	offered := "as fast as acknowledged"
 	if o.mqttRate > 0 {

@@ -26,16 +26,24 @@ const brokerSettle = 100 * time.Millisecond
 // any later client operation. It happened when the benchmark closed its
 // bare broker just after its 1,200 clients disconnected.
 //
-// So CloseBroker first disconnects every client itself (through
-// Clients.GetAll, which locks once), waits until no client is connected
-// and the client map has stopped changing, and only then calls Close,
-// when no writer is left to race it. A connection arriving at that very
-// moment can still trigger the deadlock: the whole procedure runs in the
-// background, and CloseBroker returns ErrBrokerStuck after limit, so a
-// shutdown goes on.
-func CloseBroker(s *mqtt.Server, limit time.Duration) error {
+// So CloseBroker:
+//  1. closes the listeners named by listenerIDs with a closer that does
+//     nothing: they stop accepting (a phone that reconnects at once finds
+//     no one), and Close will not close their clients again, so it never
+//     calls GetByListener;
+//  2. disconnects every client itself, through Clients.GetAll, which
+//     locks once;
+//  3. waits until no client is connected and the client map has stopped
+//     changing, and calls Close, which now only waits for the clients'
+//     connections to end.
+//
+// The whole procedure is bounded: after limit CloseBroker returns
+// ErrBrokerStuck (the procedure goes on in the background), so a
+// shutdown goes on. A listener left out of listenerIDs is closed by
+// Close, through GetByListener.
+func CloseBroker(s *mqtt.Server, limit time.Duration, listenerIDs ...string) error {
 	closed := make(chan error, 1)
-	go func() { closed <- closeBroker(s, time.Now().Add(limit-brokerSettle)) }()
+	go func() { closed <- closeBroker(s, time.Now().Add(limit-brokerSettle), listenerIDs) }()
 	wait := time.NewTimer(limit)
 	defer wait.Stop()
 	select {
@@ -46,10 +54,13 @@ func CloseBroker(s *mqtt.Server, limit time.Duration) error {
 	}
 }
 
-// closeBroker disconnects the clients, waits (until deadline at most)
-// until none is connected and the client map has stopped changing, and
-// closes the broker.
-func closeBroker(s *mqtt.Server, deadline time.Time) error {
+// closeBroker stops the listeners accepting, disconnects the clients,
+// waits (until deadline at most) until none is connected and the client
+// map has stopped changing, and closes the broker.
+func closeBroker(s *mqtt.Server, deadline time.Time, listenerIDs []string) error {
+	for _, id := range listenerIDs {
+		s.Listeners.Close(id, func(string) {})
+	}
 	for _, cl := range s.Clients.GetAll() {
 		if !cl.Closed() {
 			_ = s.DisconnectClient(cl, packets.ErrServerShuttingDown)

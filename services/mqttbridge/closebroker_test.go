@@ -52,7 +52,7 @@ func TestCloseBrokerClosesWhileClientsLeave(t *testing.T) {
 	for _, c := range clients[:20] {
 		go c.Disconnect(0) // half leave on their own as the broker closes
 	}
-	if err := mqttbridge.CloseBroker(s, 10*time.Second); err != nil {
+	if err := mqttbridge.CloseBroker(s, 10*time.Second, "t"); err != nil {
 		t.Fatalf("CloseBroker: %v", err)
 	}
 	testkit.Eventually(t, 10*time.Second, func() error {
@@ -63,6 +63,31 @@ func TestCloseBrokerClosesWhileClientsLeave(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestCloseBrokerStopsReconnectingClients: phones that reconnect at once
+// (as the simulator's do) find the listener closed, so closing does not
+// wait for its limit.
+func TestCloseBrokerStopsReconnectingClients(t *testing.T) {
+	s, addr := bareBroker(t)
+	for i := range 10 {
+		c := mqtt3.NewClient(mqtt3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(fmt.Sprintf("stayer-%d", i)).
+			SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(10 * time.Millisecond).SetMaxReconnectInterval(20 * time.Millisecond).
+			SetCleanSession(true).SetConnectTimeout(time.Second))
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("client %d: %v", i, tok.Error())
+		}
+		t.Cleanup(func() { c.Disconnect(0) })
+	}
+	start := time.Now()
+	if err := mqttbridge.CloseBroker(s, 20*time.Second, "t"); err != nil {
+		t.Fatalf("CloseBroker: %v", err)
+	}
+	// Without the listener closed first, the phones are back before the
+	// client map settles, and closing waits for its whole limit.
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("CloseBroker took %s: it waited for reconnecting phones", took)
+	}
 }
 
 // TestCloseBrokerGivesUpOnAStuckBroker: with the clients' lock held (the

@@ -358,7 +358,11 @@ func (s *Service) Stop() {
 			s.eps.Wait()
 		}
 		if s.server != nil {
-			if err := CloseBroker(s.server, 5*time.Second); err != nil {
+			ids := []string{"tcp"}
+			if s.ws != nil {
+				ids = append(ids, "ws")
+			}
+			if err := CloseBroker(s.server, 5*time.Second, ids...); err != nil {
 				s.deps.Log.Error("the MQTT broker did not close; shutting down without it", "err", err)
 			}
 		}

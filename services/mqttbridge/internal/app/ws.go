@@ -67,14 +67,16 @@ func (l *WebSocketListener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-// Close stops accepting and closes the listener's clients.
+// Close stops accepting and closes the listener's clients, the first time
+// only, as Mochi's own listeners do (a second Close, from the broker's
+// Close after mqttbridge.CloseBroker, does nothing).
 func (l *WebSocketListener) Close(closeClients listeners.CloseFn) {
 	if l.closed.CompareAndSwap(false, true) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = l.srv.Shutdown(ctx)
+		closeClients(l.id)
 	}
-	closeClients(l.id)
 }
 
 func (l *WebSocketListener) handle(w http.ResponseWriter, r *http.Request) {
