@@ -671,15 +671,7 @@ func (e *benchEnv) placeOrder(ctx context.Context, body []byte, hdr map[string]s
 }
 
 func (e *benchEnv) streamLastSeq(ctx context.Context, stream string) (uint64, error) {
-	st, err := e.p.js.Stream(ctx, stream)
-	if err != nil {
-		return 0, err
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return info.State.LastSeq, nil
+	return eventstore.LastSeq(ctx, e.p.js, stream)
 }
 
 // waitStable waits until a stream stops growing for a moment (the platform

@@ -13,6 +13,7 @@ import (
 
 	"github.com/awesome-pizza/pizza/pkg/catalog"
 	"github.com/awesome-pizza/pizza/pkg/events"
+	"github.com/awesome-pizza/pizza/pkg/eventstore"
 	"github.com/awesome-pizza/pizza/pkg/projection"
 	"github.com/awesome-pizza/pizza/pkg/service"
 	"github.com/awesome-pizza/pizza/services/drivers"
@@ -84,15 +85,10 @@ func runRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	tty := isTerminal(stderr)
 	for _, p := range todo {
 		start := time.Now()
-		st, err := js.Stream(ctx, p.Stream())
+		target, err := eventstore.LastSeq(ctx, js, p.Stream())
 		if err != nil {
 			return err
 		}
-		info, err := st.Info(ctx)
-		if err != nil {
-			return err
-		}
-		target := info.State.LastSeq
 		rt := projection.New(js, rdb, reg, p, projection.Options{Keyspace: scratch, Logger: log, BatchSize: 512})
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})

@@ -54,15 +54,10 @@ func Follow(ctx context.Context, js jetstream.JetStream, stream string, cfg jets
 
 func followOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.OrderedConsumerConfig, caught func(),
 	handle func(jetstream.Msg, *jetstream.MsgMetadata), last *uint64) error {
-	st, err := js.Stream(ctx, stream)
+	target, err := LastSeq(ctx, js, stream)
 	if err != nil {
 		return err
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return err
-	}
-	target := info.State.LastSeq
 	cons, err := js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
 		return err

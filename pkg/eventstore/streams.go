@@ -162,3 +162,18 @@ func CheckStreams(ctx context.Context, js jetstream.JetStream, names ...string) 
 	}
 	return errors.Join(errs...)
 }
+
+// LastSeq returns the sequence of the last message a stream holds (0 when
+// it is empty), read fresh from the server: how far a reader that starts
+// now must go to have caught up.
+func LastSeq(ctx context.Context, js jetstream.JetStream, stream string) (uint64, error) {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}

@@ -280,15 +280,11 @@ func (r *Runtime) followCheckpoint(ctx context.Context, target *uint64, known *b
 	}
 	r.checkpoint.Store(cp)
 	if !*known {
-		st, err := r.js.Stream(ctx, r.p.Stream())
+		last, err := eventstore.LastSeq(ctx, r.js, r.p.Stream())
 		if err != nil {
 			return
 		}
-		info, err := st.Info(ctx)
-		if err != nil {
-			return
-		}
-		*target, *known = info.State.LastSeq, true
+		*target, *known = last, true
 	}
 	if cp >= *target {
 		r.markCaughtUp()
