@@ -3022,15 +3022,7 @@ func benchCopyStream(ctx context.Context, from, to jetstream.JetStream, name str
 	case <-time.After(time.Minute):
 		return 0, errors.New("copy did not complete within a minute")
 	}
-	dst, err := to.Stream(ctx, name)
-	if err != nil {
-		return 0, err
-	}
-	dinfo, err := dst.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return dinfo.State.LastSeq, nil
+	return eventstore.LastSeq(ctx, to, name)
 }
 
 // benchWarnings is a slog handler that counts warnings and keeps the
