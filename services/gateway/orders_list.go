@@ -123,11 +123,12 @@ func (g *Gateway) overrideStatus(c echo.Context) error {
 	}
 	cmd := ordersapi.TransitionCommand{OrderID: id, Status: req.Status, Reason: req.Reason, By: "staff", Override: true,
 		IdempotencyKey: c.Request().Header.Get(HeaderIdempotencyKey), CorrelationID: c.Get("request_id").(string), TraceParent: c.Request().Header.Get("traceparent")}
+	mark := g.hub.Mark()
 	reply, err := g.command(c.Request().Context(), ordersapi.SubjectTransition, cmd)
 	if err != nil {
 		return err
 	}
-	g.awaitProjection(c, reply)
+	g.awaitProjection(c, mark, reply)
 	if reply.Replayed {
 		c.Response().Header().Set(HeaderReplayed, "true")
 	}

@@ -252,6 +252,7 @@ func (g *Gateway) placeOrder(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	mark := g.hub.Mark()
 	reply, err := g.command(c.Request().Context(), subject, cmd)
 	if err != nil {
 		return err
@@ -263,7 +264,7 @@ func (g *Gateway) placeOrder(c echo.Context) error {
 		// models will never show it, so there is nothing to wait for.
 		c.Response().Header().Set(HeaderConsistency, "remote")
 	} else {
-		g.awaitProjection(c, reply)
+		g.awaitProjection(c, mark, reply)
 	}
 	if reply.Replayed {
 		c.Response().Header().Set(HeaderReplayed, "true")
@@ -304,11 +305,12 @@ func (g *Gateway) cancelOrder(c echo.Context) error {
 		return err
 	}
 	cmd := ordersapi.CancelCommand{OrderID: id, Reason: reason, CancelledBy: "customer", IdempotencyKey: c.Request().Header.Get(HeaderIdempotencyKey), CorrelationID: c.Get("request_id").(string), TraceParent: c.Request().Header.Get("traceparent")}
+	mark := g.hub.Mark()
 	reply, err := g.command(c.Request().Context(), ordersapi.SubjectCancel, cmd)
 	if err != nil {
 		return err
 	}
-	g.awaitProjection(c, reply)
+	g.awaitProjection(c, mark, reply)
 	if reply.Replayed {
 		c.Response().Header().Set(HeaderReplayed, "true")
 	}
@@ -316,12 +318,18 @@ func (g *Gateway) cancelOrder(c echo.Context) error {
 }
 
 // awaitProjection waits, bounded, until the order read model shows the
-// command's result, so the client's next read sees its own write.
-func (g *Gateway) awaitProjection(c echo.Context, reply ordersapi.CommandReply) {
+// command's result, so the client's next read sees its own write. mark is
+// the hub's mark taken before the command was sent.
+func (g *Gateway) awaitProjection(c echo.Context, mark hub.Mark, reply ordersapi.CommandReply) {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.ReadYourWritesTimeout)
 	defer cancel()
+	if reply.Replayed {
+		// The result was stored by the first attempt, perhaps long
+		// before mark: the hub's memory cannot vouch for it.
+		mark = hub.Mark{}
+	}
 	start := time.Now()
-	err := g.hub.WaitFor(ctx, reply.Order.OrderID, reply.Seq)
+	err := g.hub.WaitFor(ctx, mark, reply.Order.OrderID, reply.Seq)
 	g.m.rywWait.Observe(time.Since(start).Seconds())
 	if err != nil {
 		g.m.rywTimeouts.Inc()

@@ -34,6 +34,11 @@ type Hub struct {
 	count    atomic.Int64
 	ready    chan struct{}
 	once     sync.Once
+
+	// seen holds the newest version announced of each recently changed
+	// order, so WaitFor can tell that a command's result is already in
+	// the read model without reading it back from Redis.
+	seen recentVersions
 }
 
 // New returns a hub for the order read model in keyspace.
@@ -48,6 +53,9 @@ type Watcher struct {
 	mu      sync.Mutex
 	latest  *ordersapi.Notification
 	resync  bool
+	// versionOnly marks a watcher that reads only Seq (WaitFor): the hub
+	// decodes an order's snapshot only when some other watcher needs it.
+	versionOnly bool
 }
 
 // C signals that Latest has something new.
@@ -96,7 +104,11 @@ func (h *Hub) WatchDriver(driverID string) (*Watcher, func()) {
 }
 
 func (h *Hub) watch(index map[string]map[*Watcher]struct{}, key string) (*Watcher, func()) {
-	w := &Watcher{orderID: key, c: make(chan struct{}, 1)}
+	return h.add(index, &Watcher{orderID: key, c: make(chan struct{}, 1)})
+}
+
+func (h *Hub) add(index map[string]map[*Watcher]struct{}, w *Watcher) (*Watcher, func()) {
+	key := w.orderID
 	h.mu.Lock()
 	set := index[key]
 	if set == nil {
@@ -144,6 +156,7 @@ func (h *Hub) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			h.seen.interrupted()
 			h.log.Warn("notification subscription interrupted", "err", err)
 			select {
 			case <-ctx.Done():
@@ -155,6 +168,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			subscribed++
+			h.seen.subscribed()
 			if subscribed == 1 {
 				h.once.Do(func() { close(h.ready) })
 			} else {
@@ -163,14 +177,18 @@ func (h *Hub) Run(ctx context.Context) error {
 			}
 		case *redis.Message:
 			if m.Channel == ordersapi.Channel(h.keyspace) {
-				n, err := decodeNotification([]byte(m.Payload))
+				n, rid, err := decodeNotificationHead([]byte(m.Payload))
 				if err != nil {
 					h.log.Warn("bad order notification", "err", err)
 					continue
 				}
-				h.dispatch(&n)
+				h.seen.note(n.OrderID, n.Seq)
+				if err := h.dispatch(&n); err != nil {
+					h.log.Warn("bad order notification", "err", err)
+					continue
+				}
 				if !n.Tracking { // a position alone changes nothing restaurant-wide
-					h.signalRestaurant(n.Order.RestaurantID)
+					h.signalRestaurant(rid)
 				}
 				continue
 			}
@@ -188,12 +206,25 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 }
 
-func (h *Hub) dispatch(n *ordersapi.Notification) {
+// dispatch offers an order notification to the order's watchers. It
+// decodes the order's snapshot only if a watcher reads more than the
+// version: a placement's read-your-writes wait does not.
+func (h *Hub) dispatch(n *ordersapi.Notification) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for w := range h.watchers[n.OrderID] {
+	set := h.watchers[n.OrderID]
+	for w := range set {
+		if !w.versionOnly {
+			if err := json.Unmarshal(n.OrderJSON, &n.Order); err != nil {
+				return err
+			}
+			break
+		}
+	}
+	for w := range set {
 		w.offer(n, false)
 	}
+	return nil
 }
 
 func (h *Hub) signalRestaurant(rid string) { h.signal(h.rwatch, rid) }
@@ -221,6 +252,20 @@ func (h *Hub) broadcastResync() {
 // decodeNotification decodes an order notification and keeps the order's
 // encoding, which every tracking stream of the order sends as it is.
 func decodeNotification(payload []byte) (ordersapi.Notification, error) {
+	n, _, err := decodeNotificationHead(payload)
+	if err != nil {
+		return ordersapi.Notification{}, err
+	}
+	if err := json.Unmarshal(n.OrderJSON, &n.Order); err != nil {
+		return ordersapi.Notification{}, err
+	}
+	return n, nil
+}
+
+// decodeNotificationHead decodes what the hub routes an order
+// notification by: the order, its version and restaurant. The snapshot
+// stays encoded in OrderJSON, with Order left zero.
+func decodeNotificationHead(payload []byte) (n ordersapi.Notification, restaurantID string, err error) {
 	var wire struct {
 		OrderID  string          `json:"orderId"`
 		Seq      uint64          `json:"seq"`
@@ -228,13 +273,15 @@ func decodeNotification(payload []byte) (ordersapi.Notification, error) {
 		Tracking bool            `json:"tracking"`
 	}
 	if err := json.Unmarshal(payload, &wire); err != nil {
-		return ordersapi.Notification{}, err
+		return n, "", err
 	}
-	n := ordersapi.Notification{OrderID: wire.OrderID, Seq: wire.Seq, Tracking: wire.Tracking, OrderJSON: wire.Order}
-	if err := json.Unmarshal(wire.Order, &n.Order); err != nil {
-		return ordersapi.Notification{}, err
+	var head struct {
+		RestaurantID string `json:"restaurantId"`
 	}
-	return n, nil
+	if err := json.Unmarshal(wire.Order, &head); err != nil {
+		return n, "", err
+	}
+	return ordersapi.Notification{OrderID: wire.OrderID, Seq: wire.Seq, Tracking: wire.Tracking, OrderJSON: wire.Order}, head.RestaurantID, nil
 }
 
 // positionsSuffix ends the channel of the drivers' positions read model.
@@ -328,31 +375,121 @@ func (h *Hub) Load(ctx context.Context, orderID string) (ordersapi.OrderView, []
 	return v, raw, nil
 }
 
-// WaitFor blocks until the read model holds the order at version seq or
-// later (read-your-writes after a command), or ctx ends.
-func (h *Hub) WaitFor(ctx context.Context, orderID string, seq uint64) error {
-	w, stop := h.Watch(orderID)
+// Mark records where the hub's notifications stand. Take it before sending
+// a command and pass it to WaitFor: every notification of the command's
+// result arrives after it.
+type Mark struct {
+	epoch, rotations uint64
+	up               bool
+}
+
+// Mark returns the current mark.
+func (h *Hub) Mark() Mark { return h.seen.mark() }
+
+// WaitFor waits until the order read model holds version seq of the order
+// or later: the read-your-writes wait of a command sent after mark.
+//
+// The hub remembers the newest version announced of each recently changed
+// order, so a wait whose result was announced before it started returns
+// without reading the order back from Redis. It reads the read model when
+// the memory cannot vouch for the order: the subscription was down or
+// restored since mark, or the memory dropped what it had then.
+func (h *Hub) WaitFor(ctx context.Context, mark Mark, orderID string, seq uint64) error {
+	w, stop := h.add(h.watchers, &Watcher{orderID: orderID, c: make(chan struct{}, 1), versionOnly: true})
 	defer stop()
-	// Notifications wake the wait at once; the slow tick covers a
-	// subscription that is still (re)connecting.
+	// The watcher is registered: from now on a notification wakes the
+	// wait.
+	v, complete := h.seen.get(orderID, mark)
+	if v >= seq {
+		return nil
+	}
+	load := !complete
+	// The slow tick covers a subscription that is (re)connecting.
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		v, _, err := h.Load(ctx, orderID)
-		if err == nil && v.Version >= seq {
-			return nil
-		}
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return err
+		if load {
+			v, _, err := h.Load(ctx, orderID)
+			if err == nil && v.Version >= seq {
+				return nil
+			}
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
+			load = true
 		case <-w.C():
-			if n, resync := w.Latest(); n != nil && n.Seq >= seq && !resync {
+			n, resync := w.Latest()
+			if n != nil && n.Seq >= seq && !resync {
 				return nil
 			}
+			load = resync
 		}
 	}
+}
+
+// recentVersions remembers the newest version announced of each order
+// changed recently: two generations of at most recentOrders orders each,
+// the older dropped when the newer fills up.
+type recentVersions struct {
+	mu        sync.Mutex
+	cur, prev map[string]uint64
+	rotations uint64
+	// epoch counts the subscription's ups and downs; up is whether it is
+	// receiving now.
+	epoch uint64
+	up    bool
+}
+
+const recentOrders = 16384
+
+// subscribed and interrupted follow the subscription: a notification
+// sent while it was down never arrives, so the memory starts again.
+func (r *recentVersions) subscribed()  { r.set(true) }
+func (r *recentVersions) interrupted() { r.set(false) }
+
+func (r *recentVersions) set(up bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cur, r.prev = nil, nil
+	r.epoch++
+	r.up = up
+}
+
+func (r *recentVersions) mark() Mark {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Mark{epoch: r.epoch, rotations: r.rotations, up: r.up}
+}
+
+func (r *recentVersions) note(orderID string, seq uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur == nil {
+		r.cur = make(map[string]uint64, recentOrders)
+	}
+	old, ok := r.cur[orderID]
+	if seq <= old {
+		return
+	}
+	if !ok && len(r.cur) >= recentOrders {
+		r.prev, r.cur = r.cur, make(map[string]uint64, recentOrders)
+		r.rotations++
+	}
+	r.cur[orderID] = seq
+}
+
+// get returns the newest version announced of the order, and whether
+// that covers every announcement since mark: the subscription has been up
+// throughout, and at most one generation has begun since (so the older
+// one still holds everything noted after mark).
+func (r *recentVersions) get(orderID string, mark Mark) (seq uint64, complete bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seq = max(r.cur[orderID], r.prev[orderID])
+	return seq, mark.up && r.up && mark.epoch == r.epoch && r.rotations-mark.rotations <= 1
 }
