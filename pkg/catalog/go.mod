@@ -20,7 +20,12 @@ replace github.com/awesome-pizza/pizza/services/orders => ../../services/orders
 
 require github.com/awesome-pizza/pizza/pkg/events v0.0.0-00010101000000-000000000000
 
-require github.com/google/uuid v1.6.0 // indirect
+require (
+	github.com/google/uuid v1.6.0 // indirect
+	github.com/segmentio/asm v1.1.3 // indirect
+	github.com/segmentio/encoding v0.5.4 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+)
 
 replace github.com/awesome-pizza/pizza/pkg/problem => ../../pkg/problem
 

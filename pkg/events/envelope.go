@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"strconv"
 	"time"
 
@@ -44,7 +45,7 @@ type Meta struct {
 
 // NewEnvelope wraps a typed event for storage.
 func NewEnvelope(aggregateID string, e Event, at time.Time, meta Meta) (Envelope, error) {
-	data, err := json.Marshal(e)
+	data, err := codec.Marshal(e)
 	if err != nil {
 		return Envelope{}, fmt.Errorf("encode %s: %w", Name(e.EventType(), e.EventVersion()), err)
 	}
@@ -66,13 +67,13 @@ func NewEnvelope(aggregateID string, e Event, at time.Time, meta Meta) (Envelope
 }
 
 // Marshal encodes the envelope as stored bytes.
-func (e Envelope) Marshal() ([]byte, error) { return json.Marshal(e) }
+func (e Envelope) Marshal() ([]byte, error) { return codec.Marshal(e) }
 
 // UnmarshalEnvelope decodes stored bytes. It checks the fields every
 // envelope must have; the payload is decoded later by a Registry.
 func UnmarshalEnvelope(b []byte) (Envelope, error) {
 	var env Envelope
-	if err := json.Unmarshal(b, &env); err != nil {
+	if err := codec.Unmarshal(b, &env); err != nil {
 		return Envelope{}, fmt.Errorf("%w: %v", ErrMalformedEnvelope, err)
 	}
 	switch {

@@ -4,6 +4,12 @@ go 1.26.0
 
 require github.com/google/uuid v1.6.0
 
+require (
+	github.com/segmentio/asm v1.1.3 // indirect
+	github.com/segmentio/encoding v0.5.4
+	golang.org/x/sys v0.50.0 // indirect
+)
+
 replace github.com/awesome-pizza/pizza/cmd/pizza => ../../cmd/pizza
 
 replace github.com/awesome-pizza/pizza/pkg/catalog => ../../pkg/catalog

@@ -3,6 +3,7 @@ package events
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 )
 
 // Upcaster turns the payload of one schema version into the payload of the
@@ -44,7 +45,7 @@ func Register[E Event](r *Registry) {
 	k := key{zero.EventType(), zero.EventVersion()}
 	r.decoders[k] = func(data json.RawMessage) (Event, error) {
 		var e E
-		if err := json.Unmarshal(data, &e); err != nil {
+		if err := codec.Unmarshal(data, &e); err != nil {
 			return nil, err
 		}
 		return e, nil

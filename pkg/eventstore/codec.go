@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"encoding/json"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"strconv"
 
 	"github.com/awesome-pizza/pizza/pkg/events"
@@ -134,7 +135,7 @@ func decodeRecord(reg *events.Registry, data []byte) (events.Envelope, events.Ev
 	// Without an upcast, the registry decoded the payload itself with
 	// encoding/json, which validated it. An upcast payload was rewritten
 	// first: check the stored one, as the envelope's decoding would have.
-	if ev.EventVersion() != env.Version && !json.Valid(env.Data) {
+	if ev.EventVersion() != env.Version && !codec.Valid(env.Data) {
 		return env, nil, false
 	}
 	return env, ev, true

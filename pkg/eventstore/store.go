@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"strconv"
 	"time"
 
@@ -303,7 +304,7 @@ func (s *Store) publishAtomic(ctx context.Context, msgs []*nats.Msg, expect []ex
 			return nil, err
 		}
 		var ack batchAck
-		if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		if err := codec.Unmarshal(resp.Data, &ack); err != nil {
 			return nil, fmt.Errorf("atomic batch: bad reply %q: %w", resp.Data, err)
 		}
 		if ack.Error != nil {
@@ -341,7 +342,7 @@ func (s *Store) lastOnSubjectFromLeader(ctx context.Context, subject string) (*j
 		} `json:"message"`
 		Error *jetstream.APIError `json:"error"`
 	}
-	if err := json.Unmarshal(resp.Data, &r); err != nil {
+	if err := codec.Unmarshal(resp.Data, &r); err != nil {
 		return nil, err
 	}
 	if r.Error != nil {

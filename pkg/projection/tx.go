@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"sort"
 	"strconv"
 	"strings"
@@ -158,7 +159,7 @@ func GetDoc[T any](ctx context.Context, tx *Tx, key string) (*T, bool, error) {
 	}
 	v := new(T)
 	if ok {
-		if err := json.Unmarshal([]byte(raw), v); err != nil {
+		if err := codec.Unmarshal([]byte(raw), v); err != nil {
 			return nil, false, fmt.Errorf("read model key %s is corrupt: %w", key, err)
 		}
 	}
@@ -184,7 +185,7 @@ func (tx *Tx) flushDoc(key string) error {
 	if !ok || !d.dirty {
 		return nil
 	}
-	b, err := json.Marshal(d.v)
+	b, err := codec.Marshal(d.v)
 	if err != nil {
 		return fmt.Errorf("read model key %s: %w", key, err)
 	}
@@ -285,7 +286,7 @@ func (tx *Tx) NotifyLatestDoc(subject, key, idField string, seq uint64, docField
 	tx.NotifyLatest(subject, func() (string, error) {
 		doc, ok := tx.Written(key)
 		if !ok {
-			note, err := json.Marshal(fallback())
+			note, err := codec.Marshal(fallback())
 			return string(note), err
 		}
 		id, err := json.Marshal(subject)

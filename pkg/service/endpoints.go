@@ -2,7 +2,7 @@ package service
 
 import (
 	"context"
-	"encoding/json"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"log/slog"
 	"sync"
 	"time"
@@ -88,7 +88,7 @@ func Handle[C, R any](e *Endpoints, fn func(context.Context, C) (R, error)) micr
 		go func() {
 			defer func() { <-e.sem; e.wg.Done() }()
 			var cmd C
-			if err := json.Unmarshal(data, &cmd); err != nil {
+			if err := codec.Unmarshal(data, &cmd); err != nil {
 				_ = RespondProblem(e.nc, replyTo, problem.Malformed("", "command is not valid JSON: "+err.Error()))
 				return
 			}

@@ -2,6 +2,7 @@ package service
 
 import (
 	"encoding/json"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"strconv"
 
 	"github.com/awesome-pizza/pizza/pkg/problem"
@@ -17,7 +18,7 @@ import (
 
 // RespondJSON answers a request with a JSON body.
 func RespondJSON(nc *nats.Conn, replyTo string, v any) error {
-	b, err := json.Marshal(v)
+	b, err := codec.Marshal(v)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package tracing
 import (
 	"context"
 	"encoding/json"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"log/slog"
 
 	"go.opentelemetry.io/otel/trace"
@@ -43,11 +44,11 @@ func OrderIDFromJSON(data []byte) string {
 	var v struct {
 		OrderID json.RawMessage `json:"orderId"`
 	}
-	if len(data) == 0 || data[0] != '{' || json.Unmarshal(data, &v) != nil {
+	if len(data) == 0 || data[0] != '{' || codec.Unmarshal(data, &v) != nil {
 		return ""
 	}
 	var id string
-	if json.Unmarshal(v.OrderID, &id) != nil {
+	if codec.Unmarshal(v.OrderID, &id) != nil {
 		return ""
 	}
 	return id

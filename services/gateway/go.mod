@@ -43,7 +43,11 @@ require (
 	golang.org/x/time v0.16.0
 )
 
-require github.com/awesome-pizza/pizza/pkg/netutil v0.0.0-00010101000000-000000000000 // indirect
+require (
+	github.com/awesome-pizza/pizza/pkg/netutil v0.0.0-00010101000000-000000000000 // indirect
+	github.com/segmentio/asm v1.1.3 // indirect
+	github.com/segmentio/encoding v0.5.4 // indirect
+)
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.9.0-default-no-op // indirect

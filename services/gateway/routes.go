@@ -2,8 +2,8 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"io"
 	"mime"
 	"net/http"
@@ -350,7 +350,7 @@ func (g *Gateway) command(ctx context.Context, subject string, cmd any) (ordersa
 // call sends a command to its service over NATS request/reply and decodes
 // the reply into reply; a typed error reply becomes the problem it carries.
 func (g *Gateway) call(ctx context.Context, subject string, cmd, reply any) error {
-	data, err := json.Marshal(cmd)
+	data, err := codec.Marshal(cmd)
 	if err != nil {
 		return err
 	}
@@ -372,7 +372,7 @@ func (g *Gateway) call(ctx context.Context, subject string, cmd, reply any) erro
 	}
 	if code := msg.Header.Get("Nats-Service-Error-Code"); code != "" {
 		var p ordersapi.Problem
-		if json.Unmarshal(msg.Data, &p) != nil || p.Status == 0 {
+		if codec.Unmarshal(msg.Data, &p) != nil || p.Status == 0 {
 			status, _ := strconv.Atoi(code)
 			if status < 400 || status > 599 {
 				status = http.StatusBadGateway
@@ -381,7 +381,7 @@ func (g *Gateway) call(ctx context.Context, subject string, cmd, reply any) erro
 		}
 		return &p
 	}
-	return json.Unmarshal(msg.Data, reply)
+	return codec.Unmarshal(msg.Data, reply)
 }
 
 // awaitCheckpoint waits, bounded, until a read model's checkpoint reaches

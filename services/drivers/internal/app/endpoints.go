@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -95,7 +96,7 @@ func handle[C, R any](e *Endpoints, fn func(context.Context, C) (R, error)) micr
 		go func() {
 			defer func() { <-e.sem; e.wg.Done() }()
 			var cmd C
-			if err := json.Unmarshal(data, &cmd); err != nil {
+			if err := codec.Unmarshal(data, &cmd); err != nil {
 				e.respondProblem(reply, problem.Malformed("", "command is not valid JSON: "+err.Error()))
 				return
 			}
@@ -114,7 +115,7 @@ func handle[C, R any](e *Endpoints, fn func(context.Context, C) (R, error)) micr
 				e.respondProblem(reply, p)
 				return
 			}
-			b, err := json.Marshal(out)
+			b, err := codec.Marshal(out)
 			if err != nil {
 				e.respondProblem(reply, &problem.Problem{Type: problem.TypeInternal, Title: "Internal error", Status: 500})
 				return

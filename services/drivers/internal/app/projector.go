@@ -2,8 +2,8 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"strings"
 
 	"github.com/awesome-pizza/pizza/pkg/events"
@@ -125,7 +125,7 @@ func (p PositionsProjector) Apply(_ context.Context, tx *projection.Tx, rec even
 	if score, ok := GeoScore(ev.Latitude, ev.Longitude); ok && rid != "" {
 		tx.ZAdd(tx.Key("geo", rid), score, driverID)
 	}
-	b, err := json.Marshal(driversapi.PositionNotification{Seq: rec.Seq, Position: view})
+	b, err := codec.Marshal(driversapi.PositionNotification{Seq: rec.Seq, Position: view})
 	if err != nil {
 		return err
 	}
@@ -172,14 +172,14 @@ func getJSON(ctx context.Context, tx *projection.Tx, key string, v any) error {
 	if err != nil || !ok {
 		return err
 	}
-	if err := json.Unmarshal([]byte(raw), v); err != nil {
+	if err := codec.Unmarshal([]byte(raw), v); err != nil {
 		return fmt.Errorf("%s is corrupt: %w", key, err)
 	}
 	return nil
 }
 
 func setJSON(tx *projection.Tx, key string, v any) error {
-	b, err := json.Marshal(v)
+	b, err := codec.Marshal(v)
 	if err != nil {
 		return err
 	}
@@ -188,7 +188,7 @@ func setJSON(tx *projection.Tx, key string, v any) error {
 }
 
 func notify(tx *projection.Tx, note driversapi.Notification) error {
-	b, err := json.Marshal(note)
+	b, err := codec.Marshal(note)
 	if err != nil {
 		return err
 	}

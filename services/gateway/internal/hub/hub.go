@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"log/slog"
 	"strings"
 	"sync"
@@ -215,7 +216,7 @@ func (h *Hub) dispatch(n *ordersapi.Notification) error {
 	set := h.watchers[n.OrderID]
 	for w := range set {
 		if !w.versionOnly {
-			if err := json.Unmarshal(n.OrderJSON, &n.Order); err != nil {
+			if err := codec.Unmarshal(n.OrderJSON, &n.Order); err != nil {
 				return err
 			}
 			break
@@ -256,7 +257,7 @@ func decodeNotification(payload []byte) (ordersapi.Notification, error) {
 	if err != nil {
 		return ordersapi.Notification{}, err
 	}
-	if err := json.Unmarshal(n.OrderJSON, &n.Order); err != nil {
+	if err := codec.Unmarshal(n.OrderJSON, &n.Order); err != nil {
 		return ordersapi.Notification{}, err
 	}
 	return n, nil
@@ -272,13 +273,13 @@ func decodeNotificationHead(payload []byte) (n ordersapi.Notification, restauran
 		Order    json.RawMessage `json:"order"`
 		Tracking bool            `json:"tracking"`
 	}
-	if err := json.Unmarshal(payload, &wire); err != nil {
+	if err := codec.Unmarshal(payload, &wire); err != nil {
 		return n, "", err
 	}
 	var head struct {
 		RestaurantID string `json:"restaurantId"`
 	}
-	if err := json.Unmarshal(wire.Order, &head); err != nil {
+	if err := codec.Unmarshal(wire.Order, &head); err != nil {
 		return n, "", err
 	}
 	return ordersapi.Notification{OrderID: wire.OrderID, Seq: wire.Seq, Tracking: wire.Tracking, OrderJSON: wire.Order}, head.RestaurantID, nil
@@ -340,7 +341,7 @@ func routeOf(payload []byte, positions bool) (rid, did string) {
 				var inner struct {
 					RestaurantID string `json:"restaurantId"`
 				}
-				if json.Unmarshal(raw, &inner) == nil {
+				if codec.Unmarshal(raw, &inner) == nil {
 					nested = inner.RestaurantID
 				}
 			}
@@ -369,7 +370,7 @@ func (h *Hub) Load(ctx context.Context, orderID string) (ordersapi.OrderView, []
 		return ordersapi.OrderView{}, nil, err
 	}
 	var v ordersapi.OrderView
-	if err := json.Unmarshal(raw, &v); err != nil {
+	if err := codec.Unmarshal(raw, &v); err != nil {
 		return ordersapi.OrderView{}, nil, err
 	}
 	return v, raw, nil

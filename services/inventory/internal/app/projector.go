@@ -2,8 +2,8 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 
 	"github.com/awesome-pizza/pizza/pkg/events"
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
@@ -30,14 +30,14 @@ func (Projector) Apply(ctx context.Context, tx *projection.Tx, rec eventstore.Re
 		return err
 	}
 	if ok {
-		if err := json.Unmarshal([]byte(raw), &view); err != nil {
+		if err := codec.Unmarshal([]byte(raw), &view); err != nil {
 			return fmt.Errorf("stock view %s is corrupt: %w", id, err)
 		}
 	}
 	if err := applyToView(&view, rec); err != nil {
 		return err
 	}
-	b, err := json.Marshal(view)
+	b, err := codec.Marshal(view)
 	if err != nil {
 		return err
 	}
@@ -45,7 +45,7 @@ func (Projector) Apply(ctx context.Context, tx *projection.Tx, rec eventstore.Re
 	if _, first := rec.Event.(events.StockInitialized); first {
 		tx.SAdd(tx.Key("restaurants"), id)
 	}
-	note, err := json.Marshal(inventoryapi.Notification{RestaurantID: id, Seq: rec.Seq, Stock: view})
+	note, err := codec.Marshal(inventoryapi.Notification{RestaurantID: id, Seq: rec.Seq, Stock: view})
 	if err != nil {
 		return err
 	}

@@ -2,8 +2,8 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 
 	"github.com/awesome-pizza/pizza/pkg/catalog"
 	"github.com/awesome-pizza/pizza/pkg/events"
@@ -67,7 +67,7 @@ func (p Projector) Apply(ctx context.Context, tx *projection.Tx, rec eventstore.
 	// batch, and without its tickets (kitchenapi.Notification).
 	seq := rec.Seq
 	tx.NotifyLatest(restaurantID, func() (string, error) {
-		b, err := json.Marshal(kitchenapi.Notification{RestaurantID: restaurantID, Seq: seq, Counts: h.Display.Counts})
+		b, err := codec.Marshal(kitchenapi.Notification{RestaurantID: restaurantID, Seq: seq, Counts: h.Display.Counts})
 		return string(b), err
 	})
 	return nil

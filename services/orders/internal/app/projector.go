@@ -2,8 +2,8 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"slices"
 	"time"
 
@@ -146,7 +146,7 @@ func getJSON(ctx context.Context, tx *projection.Tx, key string, dst any) error 
 	if err != nil || !ok {
 		return err
 	}
-	if err := json.Unmarshal([]byte(raw), dst); err != nil {
+	if err := codec.Unmarshal([]byte(raw), dst); err != nil {
 		return fmt.Errorf("read model key %s is corrupt: %w", key, err)
 	}
 	return nil

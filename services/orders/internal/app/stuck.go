@@ -2,8 +2,8 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"log/slog"
 	"strconv"
 	"time"
@@ -111,7 +111,7 @@ func (d *StuckDetector) Check(ctx context.Context) (int, error) {
 			continue
 		}
 		var v ordersapi.OrderView
-		if json.Unmarshal([]byte(raw), &v) != nil || v.Stuck {
+		if codec.Unmarshal([]byte(raw), &v) != nil || v.Stuck {
 			continue
 		}
 		status, ok := domain.ParseStatus(v.Status)

@@ -2,9 +2,9 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"log/slog"
 	"math"
 	"reflect"
@@ -155,7 +155,7 @@ func (t *Tracker) followOrders(ctx context.Context) error {
 			}
 		case *redis.Message:
 			var n ordersapi.Notification
-			if err := json.Unmarshal([]byte(m.Payload), &n); err != nil {
+			if err := codec.Unmarshal([]byte(m.Payload), &n); err != nil {
 				t.log.Warn("bad order notification", "err", err)
 				continue
 			}
@@ -185,7 +185,7 @@ func (t *Tracker) scan(ctx context.Context) error {
 					return err
 				}
 				var v ordersapi.OrderView
-				if err := json.Unmarshal(raw, &v); err != nil {
+				if err := codec.Unmarshal(raw, &v); err != nil {
 					return fmt.Errorf("order view %s: %w", id, err)
 				}
 				t.note(v)
@@ -368,7 +368,7 @@ func (t *Tracker) write(ctx context.Context, orderID string) error {
 			return err
 		}
 		var v ordersapi.OrderView
-		if err := json.Unmarshal([]byte(raw), &v); err != nil {
+		if err := codec.Unmarshal([]byte(raw), &v); err != nil {
 			return fmt.Errorf("order view %s: %w", orderID, err)
 		}
 		if !slices.Contains(ordersapi.TrackedStatuses, v.Status) || v.AssignedDriverID == nil {
@@ -386,11 +386,11 @@ func (t *Tracker) write(ctx context.Context, orderID string) error {
 			return nil // up to date
 		}
 		v.DriverTracking = tr
-		b, err := json.Marshal(v)
+		b, err := codec.Marshal(v)
 		if err != nil {
 			return err
 		}
-		note, err := json.Marshal(ordersapi.Notification{OrderID: orderID, Seq: v.Version, Order: v, Tracking: true})
+		note, err := codec.Marshal(ordersapi.Notification{OrderID: orderID, Seq: v.Version, Order: v, Tracking: true})
 		if err != nil {
 			return err
 		}
