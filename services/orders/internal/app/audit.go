@@ -2,9 +2,9 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"sort"
 	"strconv"
 	"time"
@@ -151,7 +151,7 @@ func (h HistoryIndex) Apply(_ context.Context, tx *projection.Tx, rec eventstore
 	var ref struct {
 		OrderID string `json:"orderId"`
 	}
-	if err := json.Unmarshal(rec.Envelope.Data, &ref); err != nil || ref.OrderID == "" {
+	if err := codec.Unmarshal(rec.Envelope.Data, &ref); err != nil || ref.OrderID == "" {
 		return nil
 	}
 	if events.ValidateID(ref.OrderID) != nil {
