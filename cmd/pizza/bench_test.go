@@ -44,7 +44,7 @@ func TestBenchSmoke(t *testing.T) {
 	defer func() { benchWatchClientCommand = prev }()
 
 	args := []string{"--duration", "1s", "--concurrency", "4", "--rates", "20,50", "--watchers", "20",
-		"--drivers", "4", "--mqtt-clients", "6", "--redis-url", testkit.RedisURL(), "--json"}
+		"--drivers", "4", "--mqtt-clients", "6", "--redis-url", testkit.RedisURL(), "--json", "--trace-tail"}
 	if testing.Short() {
 		args = append(args, "--scenario", "intake,rebuild")
 	}
@@ -74,7 +74,7 @@ func TestBenchSmoke(t *testing.T) {
 		}
 	}
 	want := map[string][]string{ // scenario → metrics that must be positive (prefixes)
-		"intake":    {"max sustained orders/s", "closed-loop p50 latency", "achieved orders/s @20/s", "p99 latency @50/s"},
+		"intake":    {"max sustained orders/s", "closed-loop p50 latency", "achieved orders/s @20/s", "p99 latency @50/s", "slowest 1% @20/s: read-your-writes wait"},
 		"lifecycle": {"delivered orders/s", "placement → Delivered p99"},
 		"telemetry": {"QoS 0 fixes/s into JetStream", "QoS 1 fixes/s into JetStream", "device → SSE p99"},
 		"fanout":    {"concurrent SSE watchers", "one watcher per order: event → client p99", "broadcast to 20: event → client p99", "goroutines per idle client"},
