@@ -4,10 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"strconv"
 	"time"
 
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"github.com/google/uuid"
 )
 

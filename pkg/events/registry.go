@@ -3,6 +3,7 @@ package events
 import (
 	"encoding/json"
 	"fmt"
+
 	"github.com/awesome-pizza/pizza/pkg/events/codec"
 )
 

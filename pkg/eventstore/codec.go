@@ -2,10 +2,10 @@ package eventstore
 
 import (
 	"encoding/json"
-	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"strconv"
 
 	"github.com/awesome-pizza/pizza/pkg/events"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 )
 
 // Decoding a stored message with events.UnmarshalEnvelope goes over the

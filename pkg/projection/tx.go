@@ -11,11 +11,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
 	"github.com/redis/go-redis/v9"
 )

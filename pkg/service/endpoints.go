@@ -2,11 +2,11 @@ package service
 
 import (
 	"context"
-	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"github.com/awesome-pizza/pizza/pkg/problem"
 	"github.com/awesome-pizza/pizza/pkg/tracing"
 	"github.com/nats-io/nats.go"

@@ -2,9 +2,9 @@ package service
 
 import (
 	"encoding/json"
-	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"strconv"
 
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"github.com/awesome-pizza/pizza/pkg/problem"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"

@@ -3,9 +3,9 @@ package tracing
 import (
 	"context"
 	"encoding/json"
-	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"log/slog"
 
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"go.opentelemetry.io/otel/trace"
 )
 

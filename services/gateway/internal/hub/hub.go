@@ -10,13 +10,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"github.com/awesome-pizza/pizza/services/drivers/driversapi"
 	"github.com/awesome-pizza/pizza/services/orders/ordersapi"
 	"github.com/redis/go-redis/v9"
@@ -248,19 +248,6 @@ func (h *Hub) broadcastResync() {
 			}
 		}
 	}
-}
-
-// decodeNotification decodes an order notification and keeps the order's
-// encoding, which every tracking stream of the order sends as it is.
-func decodeNotification(payload []byte) (ordersapi.Notification, error) {
-	n, _, err := decodeNotificationHead(payload)
-	if err != nil {
-		return ordersapi.Notification{}, err
-	}
-	if err := codec.Unmarshal(n.OrderJSON, &n.Order); err != nil {
-		return ordersapi.Notification{}, err
-	}
-	return n, nil
 }
 
 // decodeNotificationHead decodes what the hub routes an order

@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
+	"github.com/awesome-pizza/pizza/services/orders/ordersapi"
 )
 
 func TestRouteOf(t *testing.T) {
@@ -83,4 +86,17 @@ func TestDecodeNotificationKeepsTheOrderEncoding(t *testing.T) {
 	if _, err := decodeNotification([]byte(`{"orderId":"o1","order":[1]}`)); err == nil {
 		t.Fatal("an order that is not an object was accepted")
 	}
+}
+
+// decodeNotification decodes an order notification whole, as a tracking
+// stream's watcher receives it: the head, then the snapshot.
+func decodeNotification(payload []byte) (ordersapi.Notification, error) {
+	n, _, err := decodeNotificationHead(payload)
+	if err != nil {
+		return ordersapi.Notification{}, err
+	}
+	if err := codec.Unmarshal(n.OrderJSON, &n.Order); err != nil {
+		return ordersapi.Notification{}, err
+	}
+	return n, nil
 }

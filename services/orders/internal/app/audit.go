@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"sort"
 	"strconv"
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/events"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
 	"github.com/awesome-pizza/pizza/pkg/projection"
 	"github.com/awesome-pizza/pizza/services/orders/ordersapi"

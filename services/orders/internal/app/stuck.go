@@ -3,12 +3,12 @@ package app
 import (
 	"context"
 	"errors"
-	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"log/slog"
 	"strconv"
 	"time"
 
 	"github.com/awesome-pizza/pizza/pkg/events"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"github.com/awesome-pizza/pizza/services/orders/internal/domain"
 	"github.com/awesome-pizza/pizza/services/orders/ordersapi"
 	"github.com/redis/go-redis/v9"

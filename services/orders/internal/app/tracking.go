@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"log/slog"
 	"math"
 	"reflect"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/awesome-pizza/pizza/pkg/catalog"
 	"github.com/awesome-pizza/pizza/pkg/events"
+	"github.com/awesome-pizza/pizza/pkg/events/codec"
 	"github.com/awesome-pizza/pizza/pkg/eventstore"
 	"github.com/awesome-pizza/pizza/services/orders/ordersapi"
 	"github.com/nats-io/nats.go"
