@@ -47,7 +47,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"io"
 	"log/slog"
 	"math"
@@ -91,6 +90,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // benchScenarios are the scenarios in the order they are reported.
