@@ -40,11 +40,14 @@ type Hub struct {
 	// order, so WaitFor can tell that a command's result is already in
 	// the read model without reading it back from Redis.
 	seen recentVersions
+	// waitTick is how often WaitFor reads the read model while no
+	// notification comes (a subscription that is reconnecting).
+	waitTick time.Duration
 }
 
 // New returns a hub for the order read model in keyspace.
 func New(rdb *redis.Client, keyspace string, log *slog.Logger) *Hub {
-	return &Hub{rdb: rdb, keyspace: keyspace, log: log, watchers: map[string]map[*Watcher]struct{}{}, rwatch: map[string]map[*Watcher]struct{}{}, dwatch: map[string]map[*Watcher]struct{}{}, ready: make(chan struct{})}
+	return &Hub{rdb: rdb, keyspace: keyspace, log: log, watchers: map[string]map[*Watcher]struct{}{}, rwatch: map[string]map[*Watcher]struct{}{}, dwatch: map[string]map[*Watcher]struct{}{}, ready: make(chan struct{}), waitTick: 50 * time.Millisecond}
 }
 
 // Watcher receives the snapshots of one order.
@@ -393,7 +396,7 @@ func (h *Hub) WaitFor(ctx context.Context, mark Mark, orderID string, seq uint64
 	}
 	load := !complete
 	// The slow tick covers a subscription that is (re)connecting.
-	tick := time.NewTicker(50 * time.Millisecond)
+	tick := time.NewTicker(h.waitTick)
 	defer tick.Stop()
 	for {
 		if load {
